@@ -1,0 +1,80 @@
+"""What a learning rule is: the object that replaces ``loss.backward()`` for an integer model.
+
+    model = create_model("pocketnn_mlp_mnist", seed=0)
+    rule = create_rule("dfa", model, mode="improved", seed=0)   # feedback matrices etc. are buffers of `rule`
+    opt = rule.configure_optimizer()                            # an IntegerSGD over the model's buffers
+    for x, y in loader:                                         # x: raw uint8 images (N, C, H, W), y: int64 labels
+        stats = rule.step(x, y, opt)                            # forward in training mode + integer gradients
+        opt.step()                                              # the update (Lightning counts this call)
+
+``rule.step`` returns integer tensors only (``loss``: the rule's integer loss summed over the batch, ``correct``:
+the number of right predictions on the pre-update outputs, plus rule-specific counters such as ``saturated``);
+turning them into floats for logging is the caller's business, outside the integer step.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from torch_intnn.learning.sgd import IntegerSGD
+
+__all__ = ["LearningRule", "register_rule", "create_rule", "list_rules"]
+
+
+class LearningRule(nn.Module):
+    """Base class. Subclasses create all their state (feedback matrices, counters) as buffers in ``__init__``.
+
+    The model is held by reference, not as a submodule, so ``rule.state_dict()`` holds only the rule's own
+    state and ``model.state_dict()`` only the model's.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        object.__setattr__(self, "_model", model)
+
+    @property
+    def model(self) -> nn.Module:
+        return self._model
+
+    def configure_optimizer(self) -> IntegerSGD:
+        raise NotImplementedError
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, optimizer: IntegerSGD) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def on_train_epoch_start(self, epoch: int, optimizer: IntegerSGD) -> None:
+        """Hook for epoch-based schedules (``epoch`` counts from 0). Default: nothing."""
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer class scores (N, num_classes) of the model in its current mode."""
+        return self.model(x)
+
+
+_RULES: dict[str, Callable[..., LearningRule]] = {}
+
+
+def register_rule(name: str) -> Callable:
+    def wrap(cls):
+        _RULES[name] = cls
+        return cls
+
+    return wrap
+
+
+def create_rule(name: str, model: nn.Module, **kwargs) -> LearningRule:
+    """Build the learning rule ``name`` (see :func:`list_rules`) for ``model``."""
+    import torch_intnn.learning  # noqa: F401  (registers the built-in rules)
+
+    if name not in _RULES:
+        raise KeyError(f"unknown learning rule {name!r}; known rules: {', '.join(sorted(_RULES)) or 'none'}")
+    return _RULES[name](model, **kwargs)
+
+
+def list_rules() -> list[str]:
+    import torch_intnn.learning  # noqa: F401
+
+    return sorted(_RULES)

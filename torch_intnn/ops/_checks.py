@@ -1,0 +1,47 @@
+"""Argument checks shared by the kernels: dtypes, ranks and declared bit widths."""
+
+from __future__ import annotations
+
+import torch
+
+INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
+
+
+def check_integer(t: torch.Tensor, what: str) -> None:
+    """Raise ``TypeError`` naming the dtype if ``t`` is not an integer tensor."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{what}: expected an integer tensor, got {type(t).__name__}")
+    if t.dtype not in INTEGER_DTYPES:
+        raise TypeError(
+            f"{what}: expected an integer tensor (int8, uint8, int16, int32 or int64), got dtype {t.dtype}; "
+            "torch_intnn never converts floats silently: quantize your input first "
+            "(for images, torch_intnn.nn.ToIntTensor)"
+        )
+
+
+def check_rank(t: torch.Tensor, rank: int, what: str, layout: str) -> None:
+    """Raise ``ValueError`` if ``t`` does not have ``rank`` dimensions."""
+    if t.dim() != rank:
+        raise ValueError(f"{what}: expected a {rank}-D tensor {layout}, got shape {tuple(t.shape)}")
+
+
+def dtype_bits(dtype: torch.dtype) -> int:
+    """Bits of signed range needed to hold every value of ``dtype`` (uint8 needs 9)."""
+    return {torch.int8: 8, torch.uint8: 9, torch.int16: 16, torch.int32: 32, torch.int64: 64}[dtype]
+
+
+def check_fits(t: torch.Tensor, bits: int, what: str) -> None:
+    """Raise ``ValueError`` if a value of ``t`` lies outside the two's-complement range of ``bits`` bits.
+
+    Skipped while ``torch.compile`` traces (the check is data dependent and would break the graph); eager runs,
+    and therefore every test, check it.
+    """
+    if bits >= dtype_bits(t.dtype) or torch.compiler.is_compiling() or t.numel() == 0:
+        return
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    t_min, t_max = int(t.min()), int(t.max())
+    if t_min < lo or t_max > hi:
+        raise ValueError(
+            f"{what}: values span [{t_min}, {t_max}], which does not fit the declared {bits}-bit range "
+            f"[{lo}, {hi}]; declare a wider width or saturate first"
+        )

@@ -1,0 +1,78 @@
+"""The named integer rounding and saturation rules.
+
+Every division, shift and clamp that a model or a learning rule performs goes through one of these
+functions, so that the rounding of each rule is named where it is used. Truncation toward zero and
+floor differ on negative operands: ``div_trunc(-7, 2) == -3`` while ``div_floor(-7, 2) == -4``.
+
+All functions take and return integer tensors of the same dtype; a floating-point tensor is refused.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from torch_intnn.ops._checks import check_integer
+
+__all__ = ["div_trunc", "div_floor", "div_round", "shift_round", "saturate", "int_range"]
+
+
+def int_range(bits: int) -> tuple[int, int]:
+    """The symmetric signed range of a ``bits``-wide integer: ``(-(2**(bits-1) - 1), 2**(bits-1) - 1)``.
+
+    Symmetric (``-127..127`` for 8 bits, ``-32767..32767`` for 16), as PocketNN and NITRO-D clamp, so that
+    negation never overflows.
+    """
+    if not 2 <= bits <= 63:
+        raise ValueError(f"bit width must be in 2..63, got {bits}")
+    top = (1 << (bits - 1)) - 1
+    return -top, top
+
+
+def div_trunc(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
+    """``a / b`` rounded toward zero (C's integer division; PocketNN's and NITRO-D's ``T(a/b)``)."""
+    check_integer(a, "div_trunc dividend")
+    if isinstance(b, torch.Tensor):
+        check_integer(b, "div_trunc divisor")
+    return torch.div(a, b, rounding_mode="trunc")
+
+
+def div_floor(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
+    """``a / b`` rounded toward minus infinity (Python's ``//``)."""
+    check_integer(a, "div_floor dividend")
+    if isinstance(b, torch.Tensor):
+        check_integer(b, "div_floor divisor")
+    return torch.div(a, b, rounding_mode="floor")
+
+
+def div_round(a: torch.Tensor, b: int) -> torch.Tensor:
+    """``a / b`` rounded to nearest, halves away from zero, for a positive int ``b``.
+
+    Computed as ``sign(a) * floor((2|a| + b) / 2b)``, so it is symmetric: ``div_round(-a, b) == -div_round(a, b)``
+    and an update rule built on it has no drift toward either sign.
+    """
+    check_integer(a, "div_round dividend")
+    if b <= 0:
+        raise ValueError(f"div_round needs a positive divisor, got {b}")
+    mag = torch.div(2 * a.abs() + b, 2 * b, rounding_mode="floor")
+    return torch.where(a < 0, -mag, mag)
+
+
+def shift_round(a: torch.Tensor, shift: int) -> torch.Tensor:
+    """``a / 2**shift`` rounded to nearest, halves toward plus infinity: ``(a + 2**(shift-1)) >> shift``.
+
+    An arithmetic right shift, so it is a floor division plus a half: ``shift_round(-3, 1) == -1`` and
+    ``shift_round(3, 1) == 2``. ``shift == 0`` returns ``a`` unchanged.
+    """
+    check_integer(a, "shift_round input")
+    if shift < 0:
+        raise ValueError(f"shift must be >= 0, got {shift}")
+    if shift == 0:
+        return a
+    return torch.bitwise_right_shift(a + (1 << (shift - 1)), shift)
+
+
+def saturate(a: torch.Tensor, bits: int) -> torch.Tensor:
+    """Clamp ``a`` to the symmetric signed range of ``bits`` bits (see :func:`int_range`)."""
+    check_integer(a, "saturate input")
+    lo, hi = int_range(bits)
+    return a.clamp(lo, hi)
