@@ -48,6 +48,10 @@ class LearningRule(nn.Module):
     def on_train_epoch_start(self, epoch: int, optimizer: IntegerSGD) -> None:
         """Hook for epoch-based schedules (``epoch`` counts from 0). Default: nothing."""
 
+    def on_validation_end(self, correct: int, total: int, optimizer: IntegerSGD) -> None:
+        """Hook for validation-driven schedules (plateau decay), called after each validation pass during fit
+        with the integer count of right predictions. Default: nothing."""
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Integer class scores (N, num_classes) of the model in its current mode."""

@@ -1,0 +1,84 @@
+import json
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import toy  # noqa: F401  (registers toy_linear and the toy rule)
+
+from torch_intnn.lightning import IntegerClassifier, MNISTDataModule
+
+
+def _trainer(tmp_path, **kw):
+    defaults = dict(
+        default_root_dir=tmp_path, enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=1,
+        logger=pl.loggers.TensorBoardLogger(tmp_path, name="run"),
+    )
+    return pl.Trainer(**{**defaults, **kw})
+
+
+def test_manual_integer_steps_are_counted_and_checkpointed(fake_root, tmp_path):
+    model = IntegerClassifier("toy_linear", rule="toy")
+    dm = MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200)
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=5, save_last=True)
+    trainer = _trainer(tmp_path, max_steps=10, callbacks=[ckpt])
+    trainer.fit(model, dm)
+    assert trainer.global_step == 10
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 10
+    assert saved["state_dict"]["net.fc.weight"].dtype == torch.int32
+    assert torch.equal(saved["state_dict"]["net.fc.weight"], model.net.fc.weight)
+    assert saved["state_dict"]["rule.steps"] == 10
+
+
+def test_training_learns_and_logs_every_split(fake_root, tmp_path):
+    model = IntegerClassifier("toy_linear", rule="toy")
+    dm = MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200)
+    trainer = _trainer(tmp_path, max_epochs=3)
+    trainer.fit(model, dm)
+    (result,) = trainer.test(model, dm, verbose=False)
+    assert result["test/acc"] > 0.8  # bars per class are easy; chance is 0.1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(trainer.logger.log_dir)
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "train/acc", "val/acc", "test/acc", "train/lr_inv"} <= tags
+    assert any(t.startswith("weights/") for t in acc.Tags()["histograms"])
+
+
+def test_cli_fit_prints_and_writes_test_accuracy(fake_root, tmp_path, monkeypatch, capsys):
+    from torch_intnn.cli import main
+
+    recipe = tmp_path / "toy_recipe.yaml"
+    recipe.write_text(
+        "seed_everything: 0\n"
+        "model:\n  class_path: torch_intnn.lightning.IntegerClassifier\n"
+        "  init_args: {model: toy_linear, rule: toy}\n"
+        "data:\n  class_path: torch_intnn.lightning.MNISTDataModule\n  init_args: {batch_size: 50, val_size: 200}\n"
+        "trainer: {max_epochs: 2, enable_progress_bar: false}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", str(recipe), "--data.root", str(fake_root)])
+    out = capsys.readouterr().out
+    assert "test accuracy, final weights" in out and "best on validation" in out
+    results = json.loads(next((tmp_path / "logs" / "toy_recipe").glob("version_*/results.json")).read_text())
+    assert results["epochs"] == 2 and 0.0 <= results["test_acc_best_val"] <= 1.0
+
+
+def test_cli_test_subcommand_reads_a_checkpoint(fake_root, tmp_path, monkeypatch, capsys):
+    from torch_intnn.cli import main
+
+    model = IntegerClassifier("toy_linear", rule="toy")
+    dm = MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200)
+    trainer = _trainer(tmp_path, max_steps=10)
+    trainer.fit(model, dm)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model:\n  class_path: torch_intnn.lightning.IntegerClassifier\n  init_args: {model: toy_linear, rule: toy}\n"
+        "data:\n  class_path: torch_intnn.lightning.MNISTDataModule\n  init_args: {val_size: 200}\n"
+        "trainer: {enable_progress_bar: false}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    main(["test", "--config", str(recipe), "--data.root", str(fake_root), "--ckpt_path", str(tmp_path / "m.ckpt")])
+    assert "test/acc" in capsys.readouterr().out

@@ -1,0 +1,3 @@
+from torch_intnn.cli import main
+
+main()

@@ -1,0 +1,11 @@
+"""The only place Lightning is imported: LightningModules, DataModules and the CLI."""
+
+from torch_intnn.lightning.datamodules import (
+    CIFAR10DataModule,
+    FashionMNISTDataModule,
+    IntDataModule,
+    MNISTDataModule,
+)
+from torch_intnn.lightning.module import IntegerClassifier
+
+__all__ = ["IntegerClassifier", "IntDataModule", "MNISTDataModule", "FashionMNISTDataModule", "CIFAR10DataModule"]

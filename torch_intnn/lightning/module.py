@@ -1,0 +1,137 @@
+"""``IntegerClassifier``: a LightningModule whose ``backward()`` is an integer learning rule.
+
+Manual optimisation: each training step runs ``rule.step`` (integer forward and integer gradients) and then the
+rule's ``IntegerSGD.step()`` through Lightning's optimizer wrapper, so Lightning counts steps (``max_steps``,
+step-based checkpoints and ``global_step`` work). Integers become floats only when logged, after the step.
+
+Logged: ``train/loss`` (integer loss per sample), ``train/acc`` (on pre-update outputs), ``val/acc``,
+``test/acc``, rule counters such as ``train/saturated``, weight histograms, and ``train/lr_inv``.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+
+from torch_intnn.learning import create_rule
+from torch_intnn.models import create_model
+
+__all__ = ["IntegerClassifier"]
+
+
+class IntegerClassifier(pl.LightningModule):
+    """Train a registered integer model with a registered learning rule.
+
+    Args:
+        model: registered model name (``intnn models`` lists them).
+        model_args: keyword arguments of the model factory.
+        rule: learning rule name (``"dfa"``, ``"nitro"``).
+        rule_args: keyword arguments of the rule.
+        seed: seed of every integer buffer (weights, feedback matrices) and of the rule's randomness.
+        histogram_every_n_epochs: how often weight histograms are written (0 = never).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        model_args: dict | None = None,
+        rule: str = "dfa",
+        rule_args: dict | None = None,
+        seed: int = 0,
+        histogram_every_n_epochs: int = 1,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.net = create_model(model, seed=seed, **(model_args or {}))
+        self.rule = create_rule(rule, self.net, seed=seed, **(rule_args or {}))
+        self.histogram_every_n_epochs = histogram_every_n_epochs
+        self._counts: dict[str, dict[str, torch.Tensor | int]] = {}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Integer class scores (N, num_classes) for raw uint8 images."""
+        return self.rule.predict(x)
+
+    def configure_optimizers(self):
+        return self.rule.configure_optimizer()
+
+    # ---- training -------------------------------------------------------------------------------------------
+
+    def on_fit_start(self) -> None:
+        fit_input = getattr(self.net, "fit_input", None)
+        dm = getattr(self.trainer, "datamodule", None)
+        if fit_input is not None and self.trainer.ckpt_path is None and dm is not None:
+            fit_input(dm.train_images.to(self.device))
+
+    def on_train_epoch_start(self) -> None:
+        self._reset("train")
+        self.rule.on_train_epoch_start(self.current_epoch, self.optimizers().optimizer)
+
+    def training_step(self, batch, batch_idx: int) -> None:
+        x, y = batch
+        opt = self.optimizers()
+        stats = self.rule.step(x, y, opt.optimizer)
+        opt.step()
+        self._accumulate("train", stats, len(y))
+        if self.global_step % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss", int(stats["loss"]) / max(len(y), 1), prog_bar=True)
+
+    def on_train_epoch_end(self) -> None:
+        counts = self._counts["train"]
+        seen = max(int(counts["seen"]), 1)
+        self.log("train/acc", int(counts["correct"]) / seen)
+        self.log("train/epoch_loss", int(counts["loss"]) / seen)
+        for key, value in counts.items():
+            if key not in ("seen", "correct", "loss"):
+                self.log(f"train/{key}", float(int(value)))
+        self.log("train/lr_inv", float(self.optimizers().optimizer.param_groups[0]["lr_inv"]))
+        self._log_histograms()
+
+    # ---- evaluation -----------------------------------------------------------------------------------------
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset("val")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._evaluate("val", batch)
+
+    def on_validation_epoch_end(self) -> None:
+        correct, seen = int(self._counts["val"]["correct"]), int(self._counts["val"]["seen"])
+        self.log("val/acc", correct / max(seen, 1), prog_bar=True)
+        if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
+            self.rule.on_validation_end(correct, seen, self.optimizers().optimizer)
+
+    def on_test_epoch_start(self) -> None:
+        self._reset("test")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._evaluate("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        counts = self._counts["test"]
+        self.log("test/acc", int(counts["correct"]) / max(int(counts["seen"]), 1))
+
+    # ---- helpers --------------------------------------------------------------------------------------------
+
+    def _evaluate(self, split: str, batch) -> None:
+        x, y = batch
+        scores = self.rule.predict(x)
+        self._accumulate(split, {"correct": (scores.argmax(1) == y).sum()}, len(y))
+
+    def _reset(self, split: str) -> None:
+        self._counts[split] = {"seen": 0, "correct": 0, "loss": 0}
+
+    def _accumulate(self, split: str, stats: dict[str, torch.Tensor], n: int) -> None:
+        counts = self._counts.setdefault(split, {"seen": 0, "correct": 0, "loss": 0})
+        counts["seen"] += n
+        for key, value in stats.items():
+            counts[key] = counts.get(key, 0) + value.detach()
+
+    def _log_histograms(self) -> None:
+        every = self.histogram_every_n_epochs
+        experiment = getattr(self.logger, "experiment", None)
+        if not every or self.current_epoch % every or not hasattr(experiment, "add_histogram"):
+            return
+        for name, buf in self.net.named_buffers():
+            if buf.numel() > 1 and not buf.is_floating_point():
+                experiment.add_histogram(f"weights/{name}", buf.detach().cpu().numpy(), self.global_step)
