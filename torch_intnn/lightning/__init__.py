@@ -6,6 +6,7 @@ from torch_intnn.lightning.datamodules import (
     IntDataModule,
     MNISTDataModule,
 )
+from torch_intnn.lightning.float_module import FloatClassifier
 from torch_intnn.lightning.module import IntegerClassifier
 
-__all__ = ["IntegerClassifier", "IntDataModule", "MNISTDataModule", "FashionMNISTDataModule", "CIFAR10DataModule"]
+__all__ = ["IntegerClassifier", "FloatClassifier", "IntDataModule", "MNISTDataModule", "FashionMNISTDataModule", "CIFAR10DataModule"]

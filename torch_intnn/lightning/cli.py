@@ -15,7 +15,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from torch_intnn.lightning.checkpoint import load_checkpoint
+from torch_intnn.lightning.checkpoint import AtomicCheckpointIO, load_checkpoint
 
 __all__ = ["IntnnCLI", "run"]
 
@@ -107,6 +107,7 @@ def run(args: list[str] | None = None) -> None:
         subclass_mode_model=True,
         subclass_mode_data=True,
         trainer_defaults={
+            "plugins": [AtomicCheckpointIO()],
             "logger": {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                 "init_args": {"save_dir": "logs", "name": _DEFAULT_RUN_NAME},

@@ -1,5 +1,7 @@
 """Registered model factories. Importing this package registers every built-in model."""
 
 from torch_intnn.models._registry import create_model, list_models, model_info, register_model
+from torch_intnn.models import float_twins  # noqa: F401  (registers the float twins)
+from torch_intnn.models import nitro  # noqa: F401  (registers the NITRO-D models)
 
 __all__ = ["create_model", "list_models", "model_info", "register_model"]

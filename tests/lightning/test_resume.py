@@ -1,0 +1,56 @@
+"""Resume is the same run: a training process killed with SIGKILL at a random moment and resumed from its last
+checkpoint ends with a state_dict bit-identical to the uninterrupted run's."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+JOB = Path(__file__).with_name("resume_job.py")
+STEPS = 300
+
+
+def _run(args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(JOB.parent)}
+    return subprocess.Popen([sys.executable, str(JOB), *map(str, args)], env=env, **kw)
+
+
+@pytest.mark.parametrize("model,rule", [("toy_linear", "toy")])
+def test_sigkill_mid_epoch_then_resume_is_bit_identical(fake_root, tmp_path, model, rule):
+    ref, crash = tmp_path / "ref", tmp_path / "crash"
+    assert _run([fake_root, ref, STEPS, model, rule]).wait(timeout=300) == 0
+    last = crash / "ckpt" / "last.ckpt"
+    proc = _run([fake_root, crash, STEPS, model, rule])
+    deadline = time.time() + 120
+    while not last.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.2, 1.5))  # a random moment inside the run
+    assert proc.poll() is None, "the job ended before it could be killed; raise STEPS"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = torch.load(last, weights_only=True)
+    assert 0 < saved["global_step"] < STEPS
+    assert _run([fake_root, crash, STEPS, model, rule, last]).wait(timeout=300) == 0
+    expected = torch.load(ref / "final.pt", weights_only=True)
+    resumed = torch.load(crash / "final.pt", weights_only=True)
+    assert expected.keys() == resumed.keys()
+    for key in expected:
+        assert torch.equal(expected[key], resumed[key]), key
+
+
+def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(fake_root, tmp_path):
+    """Deterministic twin of the SIGKILL test: stop at step 33 (an epoch has 20 steps), resume to 60."""
+    ref, part = tmp_path / "ref", tmp_path / "part"
+    assert _run([fake_root, ref, 60, "toy_linear", "toy"]).wait(timeout=300) == 0
+    assert _run([fake_root, part, 33, "toy_linear", "toy"]).wait(timeout=300) == 0
+    assert torch.load(part / "ckpt" / "last.ckpt", weights_only=True)["global_step"] == 33
+    assert _run([fake_root, part, 60, "toy_linear", "toy", part / "ckpt" / "last.ckpt"]).wait(timeout=300) == 0
+    expected = torch.load(ref / "final.pt", weights_only=True)
+    resumed = torch.load(part / "final.pt", weights_only=True)
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)

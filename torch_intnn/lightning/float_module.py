@@ -1,0 +1,157 @@
+"""``FloatClassifier``: the float32 baselines of the integer runs, on the same DataModules and protocol.
+
+Three learning rules on one float twin (:mod:`torch_intnn.models.float_twins`), so that a comparison can separate
+the learning rule from the arithmetic:
+
+* ``bp``: ordinary backprop of the cross-entropy through the whole network;
+* ``dfa``: direct feedback alignment: block k receives ``e @ B_k`` with ``e = softmax(out) - onehot(y)`` and a fixed
+  random ``B_k`` (a buffer, saved in checkpoints); no gradient crosses blocks;
+* ``les``: local error signals ("pred" loss): each block has a linear head (after average pooling to at most
+  ``les_dim`` features) trained with its own cross-entropy; no gradient crosses blocks.
+
+The output layer always learns from the cross-entropy of its own output. Logged names match
+:class:`~torch_intnn.lightning.IntegerClassifier`: ``train/loss``, ``train/acc``, ``val/acc``, ``test/acc``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torch_intnn.models import create_model
+
+__all__ = ["FloatClassifier"]
+
+RULES = ("bp", "dfa", "les")
+
+
+class FloatClassifier(pl.LightningModule):
+    """Train a registered float twin with backprop, DFA or local error signals.
+
+    Args:
+        model: registered float model (``<integer model>_float``).
+        rule: ``"bp"``, ``"dfa"`` or ``"les"``.
+        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9, Nesterov).
+        lr: initial learning rate, decayed by a cosine schedule to 0 over ``max_epochs``.
+        weight_decay: L2 weight decay.
+        les_dim: largest head input of a LES block (average pooling reaches it).
+        seed: seed of the weights and DFA feedback matrices (default: ``seed_everything``'s).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        model_args: dict | None = None,
+        rule: str = "bp",
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        les_dim: int = 2048,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if rule not in RULES:
+            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        self.save_hyperparameters()
+        seed = 0 if seed is None else seed
+        self.net = create_model(model, seed=seed, **(model_args or {}))
+        self.rule, self.lr, self.weight_decay, self.opt_name = rule, lr, weight_decay, optimizer
+        shapes = self._block_shapes()
+        gen = torch.Generator().manual_seed(seed + 1)
+        if rule == "dfa":
+            for k, shape in enumerate(shapes):
+                n = math.prod(shape)
+                self.register_buffer(f"feedback_{k}", (torch.rand(10, n, generator=gen) * 2 - 1) / math.sqrt(10))
+        if rule == "les":
+            self.heads = nn.ModuleList(self._les_head(shape, les_dim) for shape in shapes)
+        self._counts: dict[str, list[int]] = {}
+
+    def _block_shapes(self) -> list[tuple[int, ...]]:
+        from torch_intnn.models import model_info
+
+        c, h, w = model_info(self.hparams.model)["input_shape"]
+        with torch.no_grad():
+            outs = self.net.features(torch.zeros(1, c, h, w, dtype=torch.uint8))
+        return [tuple(o.shape[1:]) for o in outs]
+
+    @staticmethod
+    def _les_head(shape: tuple[int, ...], dim: int) -> nn.Module:
+        if len(shape) == 1:
+            return nn.Linear(shape[0], 10)
+        c, h, w = shape
+        kh = kw = 1
+        while c * math.ceil(h / kh) * math.ceil(w / kw) > dim:  # LES's pool-to-d rule, alternating dims
+            kh, kw = (kh * 2, kw) if kh <= kw else (kh, kw * 2)
+        pool = nn.AdaptiveAvgPool2d((math.ceil(h / kh), math.ceil(w / kw)))
+        return nn.Sequential(pool, nn.Flatten(), nn.Linear(c * math.ceil(h / kh) * math.ceil(w / kw), 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def configure_optimizers(self):
+        if self.opt_name == "adam":
+            opt = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        else:
+            opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9, nesterov=True,
+                                  weight_decay=self.weight_decay)
+        epochs = max(self.trainer.max_epochs or 1, 1)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+        return {"optimizer": opt, "lr_scheduler": sched}
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        local = self.rule != "bp"
+        feats = self.net.features(x, detach_between=local)
+        out = self.net.output(feats[-1].detach() if local else feats[-1])
+        loss = F.cross_entropy(out, y)
+        total = loss
+        if self.rule == "dfa":
+            e = (out.detach().softmax(1) - F.one_hot(y, 10).float()) / len(y)
+            for k, h in enumerate(feats):
+                signal = (e @ getattr(self, f"feedback_{k}")).view_as(h)
+                total = total + (h * signal).sum()
+        elif self.rule == "les":
+            for head, h in zip(self.heads, feats):
+                total = total + F.cross_entropy(head(h), y)
+        self._count("train", out, y)
+        self.log("train/loss", loss, prog_bar=True)
+        return total
+
+    def on_train_epoch_start(self) -> None:
+        self._counts["train"] = [0, 0]
+
+    def on_train_epoch_end(self) -> None:
+        self._log_acc("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self._counts["val"] = [0, 0]
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._count("val", self.net(batch[0]), batch[1])
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_acc("val", prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self._counts["test"] = [0, 0]
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._count("test", self.net(batch[0]), batch[1])
+
+    def on_test_epoch_end(self) -> None:
+        self._log_acc("test")
+
+    def _count(self, split: str, scores: torch.Tensor, y: torch.Tensor) -> None:
+        counts = self._counts.setdefault(split, [0, 0])
+        counts[0] += int((scores.argmax(1) == y).sum())
+        counts[1] += len(y)
+
+    def _log_acc(self, split: str, prog_bar: bool = False) -> None:
+        correct, seen = self._counts[split]
+        self.log(f"{split}/acc", correct / max(seen, 1), prog_bar=prog_bar)
