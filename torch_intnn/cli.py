@@ -2,6 +2,8 @@
 
     intnn fit --config recipes/mnist_pocketnn_dfa.yaml      train, then test final and best-on-validation weights
     intnn test --config RECIPE --ckpt_path CKPT             evaluate a checkpoint on the test set
+    intnn compare RECIPE [RECIPE ...] [--seeds S ...] [--out DIR] [-- FIT ARGS]
+                                                            train integer and float runs, write a table and a plot
     intnn bench kernels [--json]                            integer kernel throughput next to float32
     intnn models                                            list registered models
 """
@@ -20,6 +22,10 @@ def main(argv: list[str] | None = None) -> None:
         from torch_intnn.bench import main as bench_main
 
         sys.exit(bench_main(argv[1:]))
+    if command == "compare":
+        from torch_intnn.lightning.compare import main as compare_main
+
+        sys.exit(compare_main(argv[1:]))
     if command == "models":
         from torch_intnn.models import list_models, model_info
 

@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
@@ -68,6 +69,7 @@ class IntnnCLI(LightningCLI):
             "steps": trainer.global_step,
             "fit_seconds": round(fit_seconds, 2),
             "seconds_per_epoch": round(fit_seconds / max(trainer.current_epoch, 1), 3),
+            "state_bytes": _state_bytes(model, trainer.optimizers),
         }
         final = trainer.test(model, datamodule=dm, verbose=False)
         results["test_acc_final"] = final[0]["test/acc"]
@@ -81,6 +83,14 @@ class IntnnCLI(LightningCLI):
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         (Path(log_dir) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(_summary(results, log_dir))
+
+
+def _state_bytes(model, optimizers) -> int:
+    """Bytes of everything training keeps between steps: the module's state_dict and the optimizers' state."""
+    tensors = list(model.state_dict().values())
+    for opt in optimizers:
+        tensors += [v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor)]
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _summary(r: dict, log_dir: str) -> str:

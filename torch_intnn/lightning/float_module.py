@@ -120,7 +120,7 @@ class FloatClassifier(pl.LightningModule):
             for head, h in zip(self.heads, feats):
                 total = total + F.cross_entropy(head(h), y)
         self._count("train", out, y)
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss.detach(), prog_bar=True, on_step=False, on_epoch=True)
         return total
 
     def on_train_epoch_start(self) -> None:

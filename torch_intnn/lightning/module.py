@@ -4,7 +4,8 @@ Manual optimisation: each training step runs ``rule.step`` (integer forward and 
 rule's ``IntegerSGD.step()`` through Lightning's optimizer wrapper, so Lightning counts steps (``max_steps``,
 step-based checkpoints and ``global_step`` work). Integers become floats only when logged, after the step.
 
-Logged: ``train/loss`` (integer loss per sample), ``train/acc`` (on pre-update outputs), ``val/acc``,
+Logged: ``train/loss`` (the rule's integer loss per sample, epoch mean; ``train/step_loss`` per step),
+``train/acc`` (on pre-update outputs), ``val/acc``,
 ``test/acc``, rule counters such as ``train/saturated``, weight histograms, and ``train/lr_inv``.
 """
 
@@ -73,14 +74,13 @@ class IntegerClassifier(pl.LightningModule):
         stats = self.rule.step(x, y, opt.optimizer)
         opt.step()
         self._accumulate("train", stats, len(y))
-        if self.global_step % self.trainer.log_every_n_steps == 0:
-            self.log("train/loss", int(stats["loss"]) / max(len(y), 1), prog_bar=True)
+        self.log("train/step_loss", int(stats["loss"]) / max(len(y), 1), prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
         counts = self._counts["train"]
         seen = max(int(counts["seen"]), 1)
         self.log("train/acc", int(counts["correct"]) / seen)
-        self.log("train/epoch_loss", int(counts["loss"]) / seen)
+        self.log("train/loss", int(counts["loss"]) / seen)
         for key, value in counts.items():
             if key not in ("seen", "correct", "loss"):
                 self.log(f"train/{key}", float(int(value)))

@@ -1,0 +1,38 @@
+import toy  # noqa: F401
+
+from torch_intnn.cli import main
+
+
+def _recipe(path, class_path, init_args):
+    path.write_text(
+        f"model:\n  class_path: {class_path}\n  init_args: {init_args}\n"
+        "data:\n  class_path: torch_intnn.lightning.MNISTDataModule\n  init_args: {batch_size: 50, val_size: 200}\n"
+        "trainer: {max_epochs: 2, enable_progress_bar: false}\n"
+    )
+    return path
+
+
+def test_compare_writes_table_plot_and_shared_tensorboard_dir(fake_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_INTNN_DATA", str(fake_root))
+    integer = _recipe(tmp_path / "toy_int.yaml", "torch_intnn.lightning.IntegerClassifier",
+                      "{model: toy_linear, rule: toy}")
+    floating = _recipe(tmp_path / "mlp_float_bp.yaml", "torch_intnn.lightning.FloatClassifier",
+                       "{model: pocketnn_mlp_mnist_float, rule: bp}")
+    out = tmp_path / "cmp"
+    try:
+        main(["compare", str(integer), str(floating), "--out", str(out), "--seeds", "0", "1"])
+    except SystemExit as stop:
+        assert stop.code == 0
+    table = (out / "compare.md").read_text()
+    assert "| toy_int | toy_linear | integer toy | 2 |" in table
+    assert "| mlp_float_bp | pocketnn_mlp_mnist_float | float bp | 2 |" in table
+    assert "±" in table and "Protocol: validation split" in table
+    png = (out / "val_acc.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for run in ("toy_int", "mlp_float_bp"):
+        acc = EventAccumulator(str(out / "tb" / run / "seed_0"))
+        acc.Reload()
+        assert {"train/loss", "val/acc", "test/acc"} <= set(acc.Tags()["scalars"])
+        assert len(acc.Scalars("val/acc")) == 2
