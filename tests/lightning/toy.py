@@ -49,3 +49,5 @@ if "toy_linear" not in list_models():
     register_model("toy_linear", kind="integer", rule="toy", dataset="mnist", input_shape=(1, 28, 28),
                    num_classes=10, test_only=True)(lambda seed=0: ToyNet(seed))
     register_rule("toy")(ToyRule)
+    register_model("toy_linear_b", kind="integer", rule="toy", dataset="mnist", input_shape=(1, 28, 28),
+                   num_classes=10, test_only=True)(lambda seed=0: ToyNet(seed))

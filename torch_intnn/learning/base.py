@@ -20,8 +20,24 @@ import torch
 from torch import nn
 
 from torch_intnn.learning.sgd import IntegerSGD
+from torch_intnn.ops._checks import check_integer
 
-__all__ = ["LearningRule", "register_rule", "create_rule", "list_rules"]
+__all__ = ["LearningRule", "check_batch", "register_rule", "create_rule", "list_rules"]
+
+
+def check_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int = 10) -> None:
+    """Refuse a training batch before it can change anything: float or empty images, labels that are not
+    int64 class indices in ``[0, num_classes)``, or counts that differ. Raises ``TypeError`` / ``ValueError``."""
+    check_integer(x, "training images")
+    if y.dtype != torch.int64:
+        raise TypeError(f"labels must be int64 class indices, got dtype {y.dtype}")
+    if x.dim() < 2 or len(x) == 0:
+        raise ValueError(f"empty or malformed batch: images of shape {tuple(x.shape)}; expected (N, C, H, W), N > 0")
+    if y.dim() != 1 or len(y) != len(x):
+        raise ValueError(f"{len(x)} images but labels of shape {tuple(y.shape)}; expected ({len(x)},)")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}), got values in [{lo}, {hi}]")
 
 
 class LearningRule(nn.Module):

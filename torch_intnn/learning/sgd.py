@@ -9,7 +9,10 @@ A learning rule computes an integer gradient ``G`` for each weight buffer and ha
     W  <- saturate(W - dW, weight_bits)
 
 where ``R`` is the group's rounding rule (``"trunc"`` as both papers, ``"floor"`` or ``"round"``) and ``T`` is
-truncation. ``G`` is a sum over the batch, not a mean. It is a ``torch.optim.Optimizer`` so that Lightning's manual
+truncation. The step is computed in int64, so it cannot wrap: ``|G'| < 2**62`` is the only bound, far above any
+sum of ``2**17`` int8 x int32 products. Weights that leave the ``weight_bits`` range are saturated and counted
+in ``saturated`` (an int64 tensor the trainer logs and resets); with ``strict=True`` the first one raises
+:class:`OverflowError` naming the parameter instead. ``G`` is a sum over the batch, not a mean. It is a ``torch.optim.Optimizer`` so that Lightning's manual
 optimisation counts its steps (``max_steps``, step-based checkpoints); its param groups and residuals are
 saved in ``state_dict()``, so a schedule that changes ``lr_inv`` resumes exactly.
 """
@@ -41,6 +44,8 @@ class IntegerSGD(torch.optim.Optimizer):
             saturates to int32.
         residual: carry the rounding remainder of each step into the next (error feedback), so that small
             gradients accumulate instead of vanishing in the dead zone ``|G| < lr_inv * amp``.
+        strict: raise instead of saturating when a weight would leave the ``weight_bits`` range.
+        names: optional display names of the parameters (e.g. ``"fc1.weight"``), used in errors.
     """
 
     def __init__(
@@ -52,6 +57,8 @@ class IntegerSGD(torch.optim.Optimizer):
         rounding: str = "trunc",
         weight_bits: int | None = 16,
         residual: bool = False,
+        strict: bool = False,
+        names: dict[int, str] | None = None,
     ) -> None:
         defaults = dict(
             lr_inv=lr_inv, amp=amp, decay_inv=decay_inv, rounding=rounding, weight_bits=weight_bits, residual=residual
@@ -60,6 +67,9 @@ class IntegerSGD(torch.optim.Optimizer):
         for group in self.param_groups:
             self._check_group(group)
         self._grads: dict[torch.Tensor, torch.Tensor] = {}
+        self.strict = strict
+        self.names = dict(names or {})
+        self.saturated = torch.zeros((), dtype=torch.int64)
 
     @staticmethod
     def _check_group(group: dict) -> None:
@@ -90,8 +100,13 @@ class IntegerSGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        """Apply every gradient handed over since the last step; parameters without one are left alone."""
+        """Apply every gradient handed over since the last step; parameters without one are left alone.
+
+        Two phases: every new value is computed first and written only if none overflows in strict mode, so
+        an :class:`OverflowError` leaves all weights and residuals as they were.
+        """
         loss = closure() if closure is not None else None
+        updates = []
         for group in self.param_groups:
             divisor = group["lr_inv"] * group["amp"]
             rnd = _ROUND[group["rounding"]]
@@ -102,14 +117,32 @@ class IntegerSGD(torch.optim.Optimizer):
                     continue
                 g = g.to(torch.int64)
                 if group["residual"]:
-                    state = self.state[p]
-                    if "residual" not in state:
-                        state["residual"] = torch.zeros_like(p, dtype=torch.int64)
-                    g = g + state["residual"]
+                    g = g + self.state[p].get("residual", 0)
                 q = rnd(g, divisor)
-                if group["residual"]:
-                    state["residual"] = g - q * divisor
+                residual = g - q * divisor if group["residual"] else None
                 if group["decay_inv"]:
                     q = q + div_trunc(p.to(torch.int64), group["decay_inv"])
-                p.copy_((p.to(torch.int64) - q).clamp_(lo, hi))
+                new = p.to(torch.int64) - q
+                outside = ((new < lo) | (new > hi)).sum()
+                if self.strict and int(outside):
+                    self._grads.clear()
+                    raise OverflowError(
+                        f"IntegerSGD (strict): {int(outside)} values of {self._name(p)} would leave the "
+                        f"{group['weight_bits'] or 32}-bit range [{lo}, {hi}] (reaching [{int(new.min())}, "
+                        f"{int(new.max())}]); no weight was changed"
+                    )
+                updates.append((p, new.clamp_(lo, hi), residual, outside))
+        for p, new, residual, outside in updates:
+            p.copy_(new)
+            if residual is not None:
+                self.state[p]["residual"] = residual
+            self.saturated += outside
         return loss
+
+    def _name(self, p: torch.Tensor) -> str:
+        return self.names.get(id(p), f"a parameter of shape {tuple(p.shape)}")
+
+    def name_parameters(self, module: torch.nn.Module) -> None:
+        """Name every parameter that is a buffer of ``module`` after its ``named_buffers`` entry."""
+        for name, buf in module.named_buffers():
+            self.names[id(buf)] = name

@@ -15,6 +15,8 @@ import lightning.pytorch as pl
 import torch
 
 from torch_intnn.learning import create_rule
+from torch_intnn.learning.base import check_batch
+from torch_intnn.lightning.checkpoint import CheckpointError
 from torch_intnn.models import create_model
 
 __all__ = ["IntegerClassifier"]
@@ -54,7 +56,18 @@ class IntegerClassifier(pl.LightningModule):
         return self.rule.predict(x)
 
     def configure_optimizers(self):
-        return self.rule.configure_optimizer()
+        opt = self.rule.configure_optimizer()
+        opt.name_parameters(self.net)
+        return opt
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in ("model", "rule"):
+            if key in saved and saved[key] != self.hparams[key]:
+                raise CheckpointError(
+                    f"checkpoint was trained with {key} {saved[key]!r}, but this run uses {self.hparams[key]!r}; "
+                    "load it with the recipe it was trained with"
+                )
 
     # ---- training -------------------------------------------------------------------------------------------
 
@@ -70,6 +83,7 @@ class IntegerClassifier(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> None:
         x, y = batch
+        check_batch(x, y)
         opt = self.optimizers()
         stats = self.rule.step(x, y, opt.optimizer)
         opt.step()
@@ -84,7 +98,10 @@ class IntegerClassifier(pl.LightningModule):
         for key, value in counts.items():
             if key not in ("seen", "correct", "loss"):
                 self.log(f"train/{key}", float(int(value)))
-        self.log("train/lr_inv", float(self.optimizers().optimizer.param_groups[0]["lr_inv"]))
+        opt = self.optimizers().optimizer
+        self.log("train/lr_inv", float(opt.param_groups[0]["lr_inv"]))
+        self.log("train/weight_saturated", float(int(opt.saturated)))
+        opt.saturated.zero_()
         self._log_histograms()
 
     # ---- evaluation -----------------------------------------------------------------------------------------

@@ -1,0 +1,144 @@
+"""Bad input gets a clear error and loses nothing; checkpoints are written atomically and read safely."""
+
+import pickle
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import toy  # noqa: F401
+
+from torch_intnn.learning import IntegerSGD
+from torch_intnn.learning.base import check_batch
+from torch_intnn.lightning import IntegerClassifier, MNISTDataModule
+from torch_intnn.lightning.checkpoint import AtomicCheckpointIO, CheckpointError, load_checkpoint
+
+
+def _fit(tmp_path, fake_root, steps=5, model="toy_linear", seed=0):
+    module = IntegerClassifier(model, rule="toy", seed=seed)
+    trainer = pl.Trainer(max_steps=steps, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path, plugins=[AtomicCheckpointIO()], enable_checkpointing=False)
+    trainer.fit(module, MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200))
+    return module, trainer
+
+
+@pytest.mark.parametrize(
+    "x,y,error,match",
+    [
+        (torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.int64), TypeError, "float32"),
+        (torch.zeros(0, 1, 28, 28, dtype=torch.uint8), torch.zeros(0, dtype=torch.int64), ValueError, "empty"),
+        (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.tensor([0, 1, 2, 10]), ValueError, r"\[0, 10\)"),
+        (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.tensor([0, -1, 2, 3]), ValueError, r"\[-1, 3\]"),
+        (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64), ValueError, "4 images"),
+        (torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.int32), TypeError, "int64"),
+    ],
+)
+def test_bad_batches_are_refused_before_any_update(x, y, error, match):
+    module = IntegerClassifier("toy_linear", rule="toy")
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    with pytest.raises(error, match=match):
+        check_batch(x, y)
+    with pytest.raises(error, match=match):
+        module.training_step((x, y), 0)  # fails before touching the optimizer
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+@pytest.mark.parametrize("kwargs", [dict(lr_inv=0), dict(lr_inv=-4), dict(amp=0), dict(decay_inv=-1),
+                                    dict(lr_inv=2.5), dict(rounding="nearest")])
+def test_bad_optimizer_settings_are_refused(kwargs):
+    with pytest.raises(ValueError):
+        IntegerSGD([torch.zeros(3, dtype=torch.int32)], **kwargs)
+
+
+def test_float_parameters_are_refused_by_integer_sgd():
+    with pytest.raises(TypeError, match="float32"):
+        IntegerSGD([torch.zeros(3)])
+
+
+def test_strict_overflow_names_the_layer_and_changes_nothing():
+    w = torch.tensor([10, 32760], dtype=torch.int32)
+    b = torch.tensor([5], dtype=torch.int32)
+    opt = IntegerSGD([b, w], lr_inv=1, strict=True, names={id(w): "fc1.weight", id(b): "fc1.bias"})
+    opt.set_grad(b, torch.tensor([1]))
+    opt.set_grad(w, torch.tensor([0, -100]))
+    with pytest.raises(OverflowError, match="fc1.weight"):
+        opt.step()
+    assert torch.equal(w, torch.tensor([10, 32760], dtype=torch.int32)) and int(b) == 5
+
+
+def test_saturation_is_counted_when_not_strict():
+    w = torch.tensor([32760, -32760, 0], dtype=torch.int32)
+    opt = IntegerSGD([w], lr_inv=1)
+    opt.set_grad(w, torch.tensor([-100, 100, 1]))
+    opt.step()
+    assert w.tolist() == [32767, -32767, -1] and int(opt.saturated) == 2
+
+
+def test_same_seed_same_weights_other_seed_other_weights(fake_root, tmp_path):
+    a, _ = _fit(tmp_path / "a", fake_root, seed=3)
+    b, _ = _fit(tmp_path / "b", fake_root, seed=3)
+    c, _ = _fit(tmp_path / "c", fake_root, seed=4)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert not torch.equal(a.net.fc.weight, c.net.fc.weight)
+
+
+def test_corrupted_truncated_and_unsafe_checkpoints_are_refused(fake_root, tmp_path):
+    _, trainer = _fit(tmp_path, fake_root)
+    good = tmp_path / "good.ckpt"
+    trainer.save_checkpoint(good)
+    assert load_checkpoint(good)["global_step"] == 5
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint at all" * 100)
+    for path in (truncated, garbage, tmp_path / "missing.ckpt"):
+        with pytest.raises(CheckpointError, match=str(path.name)):
+            load_checkpoint(path)
+    unsafe = tmp_path / "unsafe.ckpt"
+    with open(unsafe, "wb") as f:
+        torch.save({"state_dict": {}, "payload": pl.Trainer}, f)  # a class object: needs full unpickling
+    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+        load_checkpoint(unsafe)
+
+
+def test_checkpoint_from_another_architecture_is_refused(fake_root, tmp_path):
+    _, trainer = _fit(tmp_path, fake_root)
+    path = tmp_path / "toy.ckpt"
+    trainer.save_checkpoint(path)
+    other = IntegerClassifier("toy_linear_b", rule="toy")
+    before = other.net.fc.weight.clone()
+    with pytest.raises(CheckpointError, match="toy_linear"):
+        other.on_load_checkpoint(load_checkpoint(path))
+    assert torch.equal(before, other.net.fc.weight)
+
+
+def test_a_crash_during_save_leaves_the_previous_checkpoint_usable(fake_root, tmp_path, monkeypatch):
+    _, trainer = _fit(tmp_path, fake_root)
+    io, path = AtomicCheckpointIO(), tmp_path / "ckpt" / "last.ckpt"
+    io.save_checkpoint(trainer._checkpoint_connector.dump_checkpoint(), path)
+    original = path.read_bytes()
+
+    def crash(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise KeyboardInterrupt("killed during save")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"state_dict": {}}, path)
+    assert path.read_bytes() == original
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary file left behind
+    monkeypatch.undo()
+    assert load_checkpoint(path)["global_step"] == 5
+
+
+def test_pickle_payloads_never_run(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (marker.write_text, ("pwned",))
+
+    path = tmp_path / "evil.ckpt"
+    path.write_bytes(pickle.dumps({"state_dict": Evil()}))
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+    assert not marker.exists()
