@@ -19,14 +19,17 @@ def test_compare_writes_table_plot_and_shared_tensorboard_dir(fake_root, tmp_pat
     floating = _recipe(tmp_path / "mlp_float_bp.yaml", "torch_intnn.lightning.FloatClassifier",
                        "{model: pocketnn_mlp_mnist_float, rule: bp}")
     out = tmp_path / "cmp"
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- compare: cmp -->\nold table\n<!-- /compare -->\nafter\n")
     try:
-        main(["compare", str(integer), str(floating), "--out", str(out), "--seeds", "0", "1"])
+        main(["compare", str(integer), str(floating), "--out", str(out), "--seeds", "0", "1", "--readme", str(readme)])
     except SystemExit as stop:
         assert stop.code == 0
     table = (out / "compare.md").read_text()
     assert "| toy_int | toy_linear | integer toy | 2 |" in table
     assert "| mlp_float_bp | pocketnn_mlp_mnist_float | float bp | 2 |" in table
     assert "±" in table and "Protocol: validation split" in table
+    assert readme.read_text() == f"# x\n<!-- compare: cmp -->\n{table}<!-- /compare -->\nafter\n"
     png = (out / "val_acc.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -31,6 +31,8 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     p.add_argument("--out", type=Path, default=Path("logs/compare"), help="output folder (default logs/compare)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run each recipe with")
     p.add_argument("--reuse", action="store_true", help="read runs that already have results instead of training")
+    p.add_argument("--readme", type=Path, help="also write the table into this Markdown file, between the lines "
+                   "'<!-- compare: OUT-NAME -->' and '<!-- /compare -->'")
     return p.parse_args(argv), extra
 
 
@@ -94,6 +96,16 @@ def _table(rows: list[dict], command: str) -> str:
     return head + body + note
 
 
+def _into_readme(readme: Path, name: str, table: str) -> None:
+    text = readme.read_text()
+    start, end = f"<!-- compare: {name} -->", "<!-- /compare -->"
+    if start not in text:
+        raise SystemExit(f"intnn compare: {readme} has no line '{start}' to write the table after")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1] if end in rest else rest
+    readme.write_text(f"{head}{start}\n{table}{end}{tail}")
+
+
 def _plot(curves: dict[str, list[float]], path: Path) -> None:
     import matplotlib
 
@@ -139,7 +151,10 @@ def main(argv: list[str]) -> int:
             curves[f"{recipe.stem} (seed {seed})"] = _val_curve(folder)
         rows.append({"name": recipe.stem, "model": model, "rule": rule, "results": results})
     command = "intnn compare " + " ".join(argv)
-    (args.out / "compare.md").write_text(_table(rows, command))
+    table = _table(rows, command)
+    (args.out / "compare.md").write_text(table)
+    if args.readme:
+        _into_readme(args.readme, args.out.name, table)
     _plot(curves, args.out / "val_acc.png")
     print((args.out / "compare.md").read_text())
     print(f"plot: {args.out / 'val_acc.png'}")

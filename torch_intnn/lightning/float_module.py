@@ -119,18 +119,19 @@ class FloatClassifier(pl.LightningModule):
         elif self.rule == "les":
             for head, h in zip(self.heads, feats):
                 total = total + F.cross_entropy(head(h), y)
-        self._count("train", out, y)
-        self.log("train/loss", loss.detach(), prog_bar=True, on_step=False, on_epoch=True)
+        self._count("train", out, y, loss)
         return total
 
     def on_train_epoch_start(self) -> None:
-        self._counts["train"] = [0, 0]
+        self._reset("train")
 
     def on_train_epoch_end(self) -> None:
         self._log_acc("train")
+        loss_sum, seen = self._counts["train"][2], self._counts["train"][1]
+        self.log("train/loss", float(loss_sum) / max(int(seen), 1))
 
     def on_validation_epoch_start(self) -> None:
-        self._counts["val"] = [0, 0]
+        self._reset("val")
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._count("val", self.net(batch[0]), batch[1])
@@ -139,7 +140,7 @@ class FloatClassifier(pl.LightningModule):
         self._log_acc("val", prog_bar=True)
 
     def on_test_epoch_start(self) -> None:
-        self._counts["test"] = [0, 0]
+        self._reset("test")
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._count("test", self.net(batch[0]), batch[1])
@@ -147,11 +148,16 @@ class FloatClassifier(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_acc("test")
 
-    def _count(self, split: str, scores: torch.Tensor, y: torch.Tensor) -> None:
-        counts = self._counts.setdefault(split, [0, 0])
-        counts[0] += int((scores.argmax(1) == y).sum())
+    def _reset(self, split: str) -> None:
+        self._counts[split] = [0, 0, 0.0]  # correct, seen, loss sum (tensors once counting starts: no sync)
+
+    def _count(self, split: str, scores: torch.Tensor, y: torch.Tensor, loss: torch.Tensor | None = None) -> None:
+        counts = self._counts.setdefault(split, [0, 0, 0.0])
+        counts[0] = counts[0] + (scores.detach().argmax(1) == y).sum()
         counts[1] += len(y)
+        if loss is not None:
+            counts[2] = counts[2] + loss.detach() * len(y)
 
     def _log_acc(self, split: str, prog_bar: bool = False) -> None:
-        correct, seen = self._counts[split]
-        self.log(f"{split}/acc", correct / max(seen, 1), prog_bar=prog_bar)
+        correct, seen, _ = self._counts[split]
+        self.log(f"{split}/acc", int(correct) / max(seen, 1), prog_bar=prog_bar)
