@@ -9,6 +9,7 @@ printed and written to ``results.json`` in the run folder.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from torch_intnn.lightning.checkpoint import AtomicCheckpointIO, load_checkpoint
+from torch_intnn.lightning.checkpoint import load_checkpoint
 
 __all__ = ["IntnnCLI", "run"]
 
@@ -109,15 +110,18 @@ def _summary(r: dict, log_dir: str) -> str:
 
 
 def run(args: list[str] | None = None) -> None:
+    """Run the CLI on ``args`` (default: the command line)."""
     from lightning.pytorch import LightningDataModule, LightningModule
 
+    if args is not None:  # LightningCLI warns when it is given args while sys.argv holds others (intnn compare)
+        sys.argv = sys.argv[:1]
     IntnnCLI(
         LightningModule,
         LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         trainer_defaults={
-            "plugins": [AtomicCheckpointIO()],
+            "plugins": [{"class_path": "torch_intnn.lightning.checkpoint.AtomicCheckpointIO"}],
             "logger": {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                 "init_args": {"save_dir": "logs", "name": _DEFAULT_RUN_NAME},
