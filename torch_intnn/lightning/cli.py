@@ -26,6 +26,11 @@ _DEFAULT_RUN_NAME = "intnn"
 
 class IntnnCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument(
+            "--threads", type=int | None, default=None,
+            help="torch intra-op threads (default: torch's choice). Small models run fastest on 1: a second "
+            "thread costs more in synchronisation than it saves, badly so on a loaded machine.",
+        )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -39,6 +44,8 @@ class IntnnCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
+        if cfg.get("threads"):
+            torch.set_num_threads(cfg.threads)
         logger = cfg.trainer.get("logger")
         configs = cfg.get("config") or []
         if isinstance(logger, dict) or hasattr(logger, "init_args"):
