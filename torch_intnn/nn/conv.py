@@ -5,9 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from torch_intnn.nn._split_cache import SplitCache
 from torch_intnn.nn.init import kaiming_uniform_int_bound, uniform_int_
+from torch_intnn.nn.linear import _sum_dtype
 from torch_intnn.ops import conv as conv_ops
 from torch_intnn.ops._checks import check_fits, check_integer, check_rank
+from torch_intnn.ops.limbs import effective_bits
+from torch_intnn.ops.matmul import with_bias_dtype
 
 __all__ = ["IntConv2d"]
 
@@ -21,7 +25,8 @@ class IntConv2d(nn.Module):
         weight_bits, input_bits, init, generator: as :class:`torch_intnn.nn.IntLinear`.
 
     Shapes: x (N, C_in, H, W) integer -> (N, C_out, H_out, W_out) int32 or int64, in ``channels_last`` memory.
-    The training-mode input is kept in ``self.input``.
+    The training-mode input is kept in ``self.input``. The weight's int8 limbs are cached as in
+    :class:`torch_intnn.nn.IntLinear`.
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class IntConv2d(nn.Module):
         self.register_buffer("weight", torch.zeros(shape, dtype=torch.int32))
         self.register_buffer("bias", torch.zeros(out_channels, dtype=torch.int32) if bias else None)
         self.input: torch.Tensor | None = None
+        self._weight_split: SplitCache[conv_ops.ConvWeight] = SplitCache()
         if init == "kaiming":
             uniform_int_(self.weight, kaiming_uniform_int_bound(in_channels * kernel_size**2), generator)
         elif init != "zeros":
@@ -60,10 +66,23 @@ class IntConv2d(nn.Module):
         check_rank(x, 4, "IntConv2d input", "(N, C, H, W)")
         if x.shape[1] != self.in_channels:
             raise ValueError(f"IntConv2d: expected {self.in_channels} input channels, got {x.shape[1]}")
-        check_fits(x, self.input_bits, "IntConv2d input")
+        check_fits(x, effective_bits(x.dtype, self.input_bits), "IntConv2d input")  # uint8 pixels: always 9 bits
         self.input = x if self.training else None
-        z = conv_ops.conv2d(x, self.weight, self.padding, x_bits=self.input_bits, w_bits=self.weight_bits)
-        return z + self.bias.view(1, -1, 1, 1) if self.bias is not None else z
+        z = conv_ops.conv2d(x, self.weight_limbs(), self.padding, x_bits=self.input_bits)
+        if self.bias is None:
+            return z
+        check_fits(self.bias, self.weight_bits, "IntConv2d bias")
+        k = self.in_channels * self.kernel_size**2
+        z = with_bias_dtype(z, k, effective_bits(x.dtype, self.input_bits), self.weight_bits)
+        return z + self.bias.view(1, -1, 1, 1)
+
+    def weight_limbs(self) -> conv_ops.ConvWeight:
+        """The weight split into int8 limbs for :func:`~torch_intnn.ops.conv2d`, cached while unchanged."""
+        return self._weight_split.get(self.weight, lambda w: conv_ops.split_conv_weight(w, self.weight_bits))
+
+    def invalidate_weight_split(self) -> None:
+        """Forget the cached split (needed only after writes that bypass the version counter, e.g. ``.data``)."""
+        self._weight_split.invalidate()
 
     def weight_grad(self, grad_out: torch.Tensor, grad_bits: int | None = None) -> torch.Tensor:
         """Integer weight gradient from the error at this layer's output and the kept training input."""
@@ -76,5 +95,6 @@ class IntConv2d(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, padding={self.padding}, "
-            f"bias={self.bias is not None}, int{self.input_bits} x int{self.weight_bits} -> exact int32/int64 sums"
+            f"bias={self.bias is not None}, int{self.input_bits} x int{self.weight_bits} -> exact "
+            f"{_sum_dtype(self.in_channels * self.kernel_size**2, self)} sums"
         )

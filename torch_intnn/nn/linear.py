@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from torch_intnn.nn._split_cache import SplitCache
 from torch_intnn.nn.init import kaiming_uniform_int_bound, uniform_int_
 from torch_intnn.ops._checks import check_fits, check_integer, check_rank
-from torch_intnn.ops.matmul import int_matmul
+from torch_intnn.ops.limbs import Limbs, effective_bits, split_rhs
+from torch_intnn.ops.matmul import int_matmul, result_dtype, with_bias_dtype
 
 __all__ = ["IntLinear"]
 
@@ -17,7 +19,7 @@ class IntLinear(nn.Module):
 
     Args:
         in_features, out_features: as ``torch.nn.Linear``.
-        bias: keep an int32 bias buffer (added after the product, before any scaling).
+        bias: keep an int32 bias buffer (added after the product, before any scaling), within ``weight_bits``.
         weight_bits: signed width the weights are kept within (the learning rule saturates to it); 16 takes two
             int8 limbs, 8 takes one.
         input_bits: declared width of the inputs (8 for activations in [-128, 127]; uint8 pixels always take
@@ -26,8 +28,12 @@ class IntLinear(nn.Module):
         generator: the seeded generator the initial weights are drawn from.
 
     Shapes: x (N, in_features) integer -> z (N, out_features) int32 or int64 (int64 whenever the declared widths
-    cannot prove that ``in_features`` products fit int32). In training mode the input is kept in ``self.input``
+    cannot prove that ``in_features`` products, plus the bias, fit int32). In training mode the input is kept in ``self.input``
     for the learning rule; in eval mode nothing is kept.
+
+    The int8 limbs of the weight are cached between calls while the buffer is unchanged (see
+    :mod:`torch_intnn.nn._split_cache`); after writing ``weight`` through ``.data``, call
+    :meth:`invalidate_weight_split`.
     """
 
     def __init__(
@@ -49,6 +55,7 @@ class IntLinear(nn.Module):
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int32))
         self.register_buffer("bias", torch.zeros(out_features, dtype=torch.int32) if bias else None)
         self.input: torch.Tensor | None = None
+        self._weight_split: SplitCache[Limbs] = SplitCache()
         if init == "kaiming":
             uniform_int_(self.weight, kaiming_uniform_int_bound(in_features), generator)
         elif init != "zeros":
@@ -59,13 +66,31 @@ class IntLinear(nn.Module):
         check_rank(x, 2, "IntLinear input", "(N, in_features)")
         if x.shape[1] != self.in_features:
             raise ValueError(f"IntLinear: expected {self.in_features} input features, got {x.shape[1]}")
-        check_fits(x, self.input_bits, "IntLinear input")
+        check_fits(x, effective_bits(x.dtype, self.input_bits), "IntLinear input")  # uint8 pixels: always 9 bits
         self.input = x if self.training else None
-        z = int_matmul(x, self.weight.T, a_bits=self.input_bits, b_bits=self.weight_bits)
-        return z + self.bias if self.bias is not None else z
+        z = int_matmul(x, self.weight_limbs(), a_bits=self.input_bits)
+        if self.bias is None:
+            return z
+        check_fits(self.bias, self.weight_bits, "IntLinear bias")
+        x_bits = effective_bits(x.dtype, self.input_bits)
+        return with_bias_dtype(z, self.in_features, x_bits, self.weight_bits) + self.bias
+
+    def weight_limbs(self) -> Limbs:
+        """``weight.T`` (in_features, out_features) split into int8 limbs, cached while the buffer is unchanged."""
+        return self._weight_split.get(self.weight, lambda w: split_rhs(w.T, self.weight_bits))
+
+    def invalidate_weight_split(self) -> None:
+        """Forget the cached split (needed only after writes that bypass the version counter, e.g. ``.data``)."""
+        self._weight_split.invalidate()
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, "
-            f"int{self.input_bits} x int{self.weight_bits} -> exact int32/int64 sums"
+            f"int{self.input_bits} x int{self.weight_bits} -> exact {_sum_dtype(self.in_features, self)} sums"
         )
+
+
+def _sum_dtype(k: int, layer: nn.Module) -> str:
+    """The result dtype of ``k`` products at the layer's declared widths (plus its bias), for ``extra_repr``."""
+    dtype = result_dtype(k + (layer.bias is not None), layer.input_bits, layer.weight_bits)
+    return str(dtype).removeprefix("torch.")

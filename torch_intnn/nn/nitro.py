@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from torch_intnn.ops._checks import check_integer
-from torch_intnn.ops.rounding import div_trunc, saturate
+from torch_intnn.ops.rounding import div_trunc, int_range
 
 __all__ = ["NitroScaling", "NitroReLU", "IntDropout", "NITRO_RELU_SHIFT"]
 
@@ -45,7 +45,7 @@ class NitroScaling(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         check_integer(z, "NitroScaling input")
-        return saturate(div_trunc(z, self.scale_factor), 8).to(torch.int8)
+        return div_trunc(z, self.scale_factor).clamp_(*int_range(8)).to(torch.int8)  # saturate, in place
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
         """Identity (the paper's choice): returns ``grad`` unchanged."""
@@ -90,15 +90,24 @@ class NitroReLU(nn.Module):
         if s.dtype != torch.int8:
             raise TypeError(f"NitroReLU expects the int8 output of NitroScaling, got dtype {s.dtype}")
         self.input = s if self.training else None
-        s = s.clamp(-127, 127)
-        return torch.where(s >= 0, s, div_trunc(s, self.k)) - self.shift  # in [-127/k - shift, 127 - shift]
+        # In place on fresh tensors: an allocation costs more than the arithmetic at these sizes.
+        y = s.clamp(0, 127)
+        y += div_trunc(s.clamp(-127, 0), self.k)
+        return y.sub_(self.shift)  # in [-127/k - shift, 127 - shift]
 
-    def backward(self, grad: torch.Tensor) -> torch.Tensor:
-        """``T(grad / q(s))`` with the input kept by the last training-mode forward (see the class docstring)."""
-        if self.input is None:
+    def backward(self, grad: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
+        """``T(grad / q(s))`` (see the class docstring), element-wise.
+
+        ``s`` defaults to the input kept by the last training-mode forward; a caller whose gradient is zero
+        outside a few positions (a max-pooled head) may pass ``grad`` and ``s`` at those positions only.
+        """
+        if s is None:
+            s = self.input
+        if s is None:
             raise RuntimeError("NitroReLU.backward needs a training-mode forward pass first")
         check_integer(grad, "NitroReLU grad")
-        s = self.input
+        if s.shape != grad.shape:
+            raise ValueError(f"NitroReLU.backward: grad {tuple(grad.shape)} and input {tuple(s.shape)} differ")
         g = torch.where(s < 0, div_trunc(grad, self.k), grad)
         return g.masked_fill(s >= 127, 0)
 
@@ -141,9 +150,9 @@ class IntDropout(nn.Module):
         if generator is None:
             raise ValueError("IntDropout in training mode needs generator= (the learning rule passes a seeded one)")
         self.mask = torch.randint(0, 100, x.shape, generator=generator, dtype=torch.int16) >= self.p_pct
-        return self._apply(x)
+        return self._scale(x)
 
-    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+    def _scale(self, x: torch.Tensor) -> torch.Tensor:
         scaled = div_trunc(x.to(torch.int32) * self.factor, 1000)
         out_dtype = torch.int8 if self.out_bits == 8 else torch.int16
         return scaled.masked_fill(~self.mask, 0).to(out_dtype)

@@ -30,6 +30,8 @@ class IntAvgPool2d(nn.Module):
 
     def __init__(self, kernel_size: int = 2, rounding: str = "floor") -> None:
         super().__init__()
+        if rounding not in ("floor", "trunc", "round"):
+            raise ValueError(f"IntAvgPool2d: rounding must be 'floor', 'trunc' or 'round', got {rounding!r}")
         self.kernel_size, self.rounding = kernel_size, rounding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -13,13 +13,16 @@ Two layouts, one per pass:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 
 from torch_intnn.ops._checks import check_integer, check_rank
+from torch_intnn.ops.limbs import Limbs, _split, declared_bits
 from torch_intnn.ops.matmul import int_matmul
 
-__all__ = ["im2col", "conv2d", "conv2d_weight"]
+__all__ = ["im2col", "ConvWeight", "split_conv_weight", "conv2d", "conv2d_weight"]
 
 
 def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
@@ -41,9 +44,9 @@ def im2col(x: torch.Tensor, kernel_size: int | tuple[int, int], padding: int | t
     x = x.permute(0, 2, 3, 1)  # (N, H, W, C): a free view of channels_last memory
     if ph or pw:
         x = F.pad(x, (0, 0, pw, pw, ph, ph))
-    cols = x.unfold(1, kh, 1).unfold(2, kw, 1)  # (N, Ho, Wo, C, kh, kw)
-    if cols.shape[1] <= 0 or cols.shape[2] <= 0:
+    if kh > x.shape[1] or kw > x.shape[2]:
         raise ValueError(f"im2col: kernel {kh}x{kw} is larger than the padded input {tuple(x.shape[1:3])}")
+    cols = x.unfold(1, kh, 1).unfold(2, kw, 1)  # (N, Ho, Wo, C, kh, kw)
     cols = cols.permute(0, 1, 2, 4, 5, 3)  # (N, Ho, Wo, kh, kw, C)
     return cols.reshape(-1, kh * kw * cols.shape[-1])
 
@@ -53,9 +56,30 @@ def _weight_matrix(w: torch.Tensor) -> torch.Tensor:
     return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
 
 
+class ConvWeight(NamedTuple):
+    """A convolution weight (F, C, kh, kw) split once into the int8 limbs of its (kh*kw*C, F) matrix."""
+
+    limbs: Limbs
+    in_channels: int
+    kernel_size: tuple[int, int]
+
+
+def split_conv_weight(weight: torch.Tensor, bits: int | None = None) -> ConvWeight:
+    """Split ``weight`` (F, C, kh, kw) integer, declared to fit ``bits`` signed bits, for :func:`conv2d`.
+
+    A weight that does not change between calls can be split once (``IntConv2d`` caches it).
+    """
+    check_integer(weight, "conv2d weight")
+    check_rank(weight, 4, "conv2d weight", "(F, C, kh, kw)")
+    width = declared_bits(weight, bits, "conv2d weight")
+    # (K, F) column-major: the limbs are cut from the contiguous (F, K) matrix in memory order.
+    limbs = _split(_weight_matrix(weight).T, width, "rhs")
+    return ConvWeight(limbs, weight.shape[1], (weight.shape[2], weight.shape[3]))
+
+
 def conv2d(
     x: torch.Tensor,
-    weight: torch.Tensor,
+    weight: torch.Tensor | ConvWeight,
     padding: int | tuple[int, int] = 0,
     *,
     x_bits: int | None = None,
@@ -65,24 +89,26 @@ def conv2d(
 
     Args:
         x: (N, C, H, W) integer.
-        weight: (F, C, kh, kw) integer.
-        x_bits, w_bits: declared signed widths, as in :func:`int_matmul`.
+        weight: (F, C, kh, kw) integer, or a :class:`ConvWeight` from :func:`split_conv_weight`.
+        x_bits, w_bits: declared signed widths, as in :func:`int_matmul` (``w_bits`` is ignored for a
+            :class:`ConvWeight`, which carries its own).
     Returns:
         (N, F, H_out, W_out) in ``channels_last`` memory; int32 or int64 by :func:`result_dtype` with
         K = C * kh * kw.
     """
     check_integer(x, "conv2d input")
-    check_integer(weight, "conv2d weight")
     check_rank(x, 4, "conv2d input", "(N, C, H, W)")
-    check_rank(weight, 4, "conv2d weight", "(F, C, kh, kw)")
-    if x.shape[1] != weight.shape[1]:
-        raise ValueError(f"conv2d: input has {x.shape[1]} channels, weight expects {weight.shape[1]}")
+    if not isinstance(weight, ConvWeight):
+        weight = split_conv_weight(weight, w_bits)
+    if x.shape[1] != weight.in_channels:
+        raise ValueError(f"conv2d: input has {x.shape[1]} channels, weight expects {weight.in_channels}")
     n = x.shape[0]
-    kh, kw = weight.shape[2:]
+    kh, kw = weight.kernel_size
     ph, pw = _pair(padding)
     ho, wo = x.shape[2] + 2 * ph - kh + 1, x.shape[3] + 2 * pw - kw + 1
-    cols = im2col(x, (kh, kw), (ph, pw))  # (N*Ho*Wo, K)
-    y = int_matmul(cols, _weight_matrix(weight).T, a_bits=x_bits, b_bits=w_bits)  # (N*Ho*Wo, F)
+    x_width = declared_bits(x, x_bits, "conv2d input")  # checked on x: the columns repeat its values kh*kw times
+    cols = _split(im2col(x, (kh, kw), (ph, pw)), x_width, "lhs")  # (N*Ho*Wo, K)
+    y = int_matmul(cols, weight.limbs)  # (N*Ho*Wo, F)
     return y.view(n, ho, wo, -1).permute(0, 3, 1, 2)
 
 
@@ -108,8 +134,14 @@ def conv2d_weight(
     check_rank(grad_out, 4, "conv2d_weight grad_out", "(N, F, H_out, W_out)")
     kh, kw = _pair(kernel_size)
     cols = im2col(x, (kh, kw), padding)  # (N*Ho*Wo, kh*kw*C)
-    if cols.shape[0] != grad_out.shape[0] * grad_out.shape[2] * grad_out.shape[3]:
-        raise ValueError(f"conv2d_weight: grad_out {tuple(grad_out.shape)} does not match input {tuple(x.shape)}")
+    ph, pw = _pair(padding)
+    expected = (x.shape[0], x.shape[2] + 2 * ph - kh + 1, x.shape[3] + 2 * pw - kw + 1)
+    if (grad_out.shape[0], *grad_out.shape[2:]) != expected:
+        raise ValueError(
+            f"conv2d_weight: grad_out {tuple(grad_out.shape)} does not match input {tuple(x.shape)} "
+            f"(expected (N, F, H_out, W_out) = ({expected[0]}, F, {expected[1]}, {expected[2]}))"
+        )
     g = grad_out.permute(0, 2, 3, 1).reshape(-1, grad_out.shape[1])  # (N*Ho*Wo, F)
-    gw = int_matmul(g.T, cols, a_bits=grad_bits, b_bits=x_bits)  # (F, kh*kw*C)
+    cols = _split(cols, declared_bits(x, x_bits, "conv2d_weight input"), "rhs")
+    gw = int_matmul(g.T, cols, a_bits=grad_bits)  # (F, kh*kw*C)
     return gw.view(-1, kh, kw, x.shape[1]).permute(0, 3, 1, 2)

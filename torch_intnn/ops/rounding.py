@@ -33,6 +33,11 @@ def div_trunc(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
     check_integer(a, "div_trunc dividend")
     if isinstance(b, torch.Tensor):
         check_integer(b, "div_trunc divisor")
+    elif b > 1 and b & (b - 1) == 0 and a.dtype != torch.uint8:
+        # Power of two on a signed dtype: bias negatives by b - 1, then an arithmetic shift (a floor division).
+        # Same result as torch.div(..., "trunc"), whose integer division is not vectorised on CPU (~5x slower).
+        sign = torch.bitwise_right_shift(a, torch.iinfo(a.dtype).bits - 1)  # -1 where a < 0, else 0
+        return torch.bitwise_right_shift(a + torch.bitwise_and(sign, b - 1), b.bit_length() - 1)
     return torch.div(a, b, rounding_mode="trunc")
 
 
@@ -47,28 +52,34 @@ def div_floor(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
 def div_round(a: torch.Tensor, b: int) -> torch.Tensor:
     """``a / b`` rounded to nearest, halves away from zero, for a positive int ``b``.
 
-    Computed as ``sign(a) * floor((2|a| + b) / 2b)``, so it is symmetric: ``div_round(-a, b) == -div_round(a, b)``
-    and an update rule built on it has no drift toward either sign.
+    Symmetric, ``div_round(-a, b) == -div_round(a, b)``, so an update rule built on it has no drift toward either
+    sign. Computed from the truncated quotient ``q`` and its remainder ``r`` (``|r| < b``, sign of ``a``): step one
+    further from zero when ``2|r| >= b``. No intermediate leaves ``a``'s range, so it is exact up to the dtype's
+    extremes.
     """
     check_integer(a, "div_round dividend")
     if b <= 0:
         raise ValueError(f"div_round needs a positive divisor, got {b}")
-    mag = torch.div(2 * a.abs() + b, 2 * b, rounding_mode="floor")
-    return torch.where(a < 0, -mag, mag)
+    q = torch.div(a, b, rounding_mode="trunc")
+    r = a - q * b
+    r_abs = r.abs()
+    return torch.where(r_abs >= b - r_abs, q + r.sign(), q)  # 2|r| >= b, written so that it cannot overflow
 
 
 def shift_round(a: torch.Tensor, shift: int) -> torch.Tensor:
-    """``a / 2**shift`` rounded to nearest, halves toward plus infinity: ``(a + 2**(shift-1)) >> shift``.
+    """``a / 2**shift`` rounded to nearest, halves toward plus infinity: ``floor((a + 2**(shift-1)) / 2**shift)``.
 
-    An arithmetic right shift, so it is a floor division plus a half: ``shift_round(-3, 1) == -1`` and
-    ``shift_round(3, 1) == 2``. ``shift == 0`` returns ``a`` unchanged.
+    A floor division plus a half: ``shift_round(-3, 1) == -1`` and ``shift_round(3, 1) == 2``. Computed as
+    ``(a >> shift) + bit (shift - 1) of a``, which equals the formula but never overflows near the dtype's
+    maximum. ``shift == 0`` returns ``a`` unchanged.
     """
     check_integer(a, "shift_round input")
     if shift < 0:
         raise ValueError(f"shift must be >= 0, got {shift}")
     if shift == 0:
         return a
-    return torch.bitwise_right_shift(a + (1 << (shift - 1)), shift)
+    half_bit = torch.bitwise_and(torch.bitwise_right_shift(a, shift - 1), 1)
+    return torch.bitwise_right_shift(a, shift) + half_bit
 
 
 def saturate(a: torch.Tensor, bits: int) -> torch.Tensor:

@@ -1,0 +1,119 @@
+"""The "nitro" rule: loss, optimiser groups, step statistics, reproducibility, resumption, plateau schedule."""
+
+import pytest
+import torch
+
+from torch_intnn.learning import PlateauSchedule, create_rule
+from torch_intnn.learning.nitro import nitro_targets, rss_loss
+from torch_intnn.models import create_model
+
+
+def _batch(n=8, shape=(1, 28, 28), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_targets_and_rss_by_hand():
+    t = nitro_targets(torch.tensor([2, 0]), 4)
+    assert t.tolist() == [[0, 0, 32, 0], [32, 0, 0, 0]]
+    y_hat = torch.tensor([[1, -2, -127, 127], [40, 0, 0, 0]], dtype=torch.int8)
+    delta, loss = rss_loss(y_hat, t)
+    # -127 - 32 = -159 saturates to -127 (the reference's int8 cast wraps it to +97)
+    assert delta.tolist() == [[1, -2, -127, 127], [8, 0, 0, 0]]
+    assert int(loss) == 1 + 4 + 159**2 + 127**2 + 64
+
+
+def test_optimizer_groups_follow_the_paper_and_conv_amp_is_selectable():
+    model = create_model("nitro_vgg8b", width_div=16)
+    ref = create_rule("nitro", model, fwd_decay_inv=25_000, head_decay_inv=3000).configure_optimizer()
+    paper = create_rule("nitro", model, conv_amp="paper").configure_optimizer()
+    amps = {g["name"]: g["amp"] for g in ref.param_groups}
+    assert amps["block0.forward"] == 640 and amps["block6.forward"] == 640 and amps["block0.head"] == 1
+    assert amps["output"] == 1
+    decays = {g["name"]: g["decay_inv"] for g in ref.param_groups}
+    assert decays["block3.forward"] == 25_000 and decays["block3.head"] == decays["output"] == 3000
+    paper_amps = {g["name"]: g["amp"] for g in paper.param_groups}
+    # 640 * floor(H * W / (kh * kw)) with the head's pool; the FC block (block6) keeps 640
+    for i, block in enumerate(model.blocks[:6]):
+        kh, kw = block.head.kernel
+        h, w = block.head.in_shape[1:]
+        assert paper_amps[f"block{i}.forward"] == 640 * (h * w // (kh * kw))
+    assert paper_amps["block6.forward"] == 640 and all(g["lr_inv"] == 512 for g in paper.param_groups)
+    with pytest.raises(ValueError, match="conv_amp"):
+        create_rule("nitro", model, conv_amp="intended")
+
+
+def test_step_returns_integer_statistics_and_updates_every_weight():
+    model = create_model("nitro_mlp1", seed=0)
+    x, y = _batch(16)
+    model.fit_input(x)
+    rule = create_rule("nitro", model, seed=0)
+    opt = rule.configure_optimizer()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(3):
+        stats = rule.step(x, y, opt)
+        opt.step()
+    assert {"loss", "correct", "local_loss", "saturated"} <= set(stats)
+    assert all(v.dtype == torch.int64 and v.dim() == 0 for v in stats.values())
+    assert 0 <= int(stats["correct"]) <= 16
+    changed = [k for k, v in model.state_dict().items() if k.endswith("weight") and not torch.equal(v, before[k])]
+    assert len(changed) == 2 * len(model.blocks) + 1
+    assert int(rule.steps) == 3
+
+
+def _train(seed, steps, state=None):
+    model = create_model("nitro_small_cnn", seed=seed, width_div=8)
+    x, y = _batch(6, (3, 32, 32), seed=1)
+    model.fit_input(x)
+    rule = create_rule("nitro", model, seed=seed)
+    opt = rule.configure_optimizer()
+    if state is not None:
+        model.load_state_dict(state[0])
+        rule.load_state_dict(state[1])
+        opt.load_state_dict(state[2])
+    for _ in range(steps):
+        rule.step(x, y, opt)
+        opt.step()
+    return model, rule, opt
+
+
+def test_same_seed_same_weights_and_resume_is_exact():
+    a, rule_a, opt_a = _train(0, 3)
+    b, _, _ = _train(0, 3)
+    c, _, _ = _train(1, 3)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+    assert any(not torch.equal(v, c.state_dict()[k]) for k, v in a.state_dict().items())
+    mid, rule_mid, opt_mid = _train(0, 2)
+    resumed, _, _ = _train(0, 1, (mid.state_dict(), rule_mid.state_dict(), opt_mid.state_dict()))
+    assert all(torch.equal(v, resumed.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_plateau_schedule_on_integer_counts():
+    w = torch.zeros(1, dtype=torch.int32)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    opt.param_groups[0]["lr_inv"] = 512
+    sched = PlateauSchedule(factor=3, patience=2, start_epoch=1, min_delta_bp=100, stop_patience=3,
+                            stop_start_epoch=2)
+    total = 5000  # 1 pp = 50 images
+    counts = [4000, 4100, 4150, 4160, 4199, 4199, 4180, 4170]
+    lr, stop = [], []
+    for c in counts:
+        stop.append(sched.step(c, total, opt))
+        lr.append(opt.param_groups[0]["lr_inv"])
+    # epoch 0 untracked; 1 sets best 4100; 2: +50 is not > 1 pp; 3: +60 improves (best 4160); 4: +39 no;
+    # 5: no -> decay (x3); 6: no; 7: no -> decay again
+    assert lr == [512, 512, 512, 512, 512, 1536, 1536, 4608]
+    # stopping tracks from epoch 2: best 4150; 4160 and 4199 are not 1 pp better; the third stall (epoch 5) stops
+    assert stop == [False, False, False, False, False, True, True, True]
+    assert int(sched.decays) == 2 and w.tolist() == [0]
+
+
+def test_rule_state_holds_the_schedule():
+    model = create_model("nitro_mlp1")
+    rule = create_rule("nitro", model)
+    opt = rule.configure_optimizer()
+    for _ in range(30):
+        rule.on_validation_end(100, 1000, opt)
+    assert opt.param_groups[0]["lr_inv"] == 512 * 3  # tracked from epoch 10, a decay after 15 stalled epochs
+    assert int(rule.state_dict()["schedule.decays"]) == 1
+    assert not rule.should_stop

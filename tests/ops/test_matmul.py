@@ -1,0 +1,251 @@
+"""int_matmul against the obviously correct reference: the same product in int64 ``torch.mm``."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from torch_intnn.ops import Limbs, int_matmul, result_dtype, split_int8, split_lhs, split_rhs
+from torch_intnn.ops.matmul import _MAX_K, _pad_for_device, cuda_padding
+
+DTYPES = [torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64]
+NATURAL_BITS = {torch.int8: 8, torch.uint8: 9, torch.int16: 16, torch.int32: 32, torch.int64: 64}
+SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 9), (9, 130, 31)]  # none a multiple of 8 throughout
+
+
+def ref(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.mm(a.to(torch.int64), b.to(torch.int64))
+
+
+def value_range(dtype: torch.dtype, bits: int | None) -> tuple[int, int]:
+    if dtype == torch.uint8:
+        return 0, 255
+    bits = bits or NATURAL_BITS[dtype]
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def sample(shape, dtype, bits=None, seed=0) -> torch.Tensor:
+    """Uniform values over the declared range, with its two extremes planted at fixed places."""
+    lo, hi = value_range(dtype, bits)
+    g = torch.Generator().manual_seed(seed)
+    # torch.randint cannot draw from the full int64 range; cover the middle and plant the extremes
+    x = torch.randint(max(lo, -(1 << 62)), min(hi, (1 << 62) - 1) + 1, shape, generator=g, dtype=torch.int64)
+    flat = x.view(-1)
+    if flat.numel():
+        flat[0], flat[-1] = lo, hi
+        flat[flat.numel() // 2] = lo
+    return x.to(dtype)
+
+
+def pairs_with_bits():
+    """(dtype, declared bits) choices: each dtype at its natural width and at narrower declared widths."""
+    out = []
+    for dt in DTYPES:
+        out.append((dt, None))
+        for bits in (3, 8, 12, 16, 24, 40):
+            if dt != torch.uint8 and bits < NATURAL_BITS[dt]:
+                out.append((dt, bits))
+    return out
+
+
+@pytest.mark.parametrize("a_spec,b_spec", list(itertools.product(pairs_with_bits(), repeat=2)),
+                         ids=lambda s: f"{str(s[0])[6:]}/{s[1]}")
+def test_every_dtype_pair_matches_int64(a_spec, b_spec):
+    (da, ab), (db, bb) = a_spec, b_spec
+    for i, (m, k, n) in enumerate(SHAPES[:3]):
+        a, b = sample((m, k), da, ab, seed=i), sample((k, n), db, bb, seed=10 + i)
+        out = int_matmul(a, b, a_bits=ab, b_bits=bb)
+        a_w = NATURAL_BITS[da] if da == torch.uint8 else ab or NATURAL_BITS[da]
+        assert out.dtype == result_dtype(k, a_w, bb or NATURAL_BITS[db])
+        assert out.is_contiguous() and out.shape == (m, n)
+        assert torch.equal(out.to(torch.int64), ref(a, b))
+
+
+@pytest.mark.parametrize("m,k,n", SHAPES)
+def test_layouts_and_views(m, k, n):
+    """Column-major operands (a module's weight.T), strided slices and a Limbs split once all agree."""
+    a = sample((m, 2 * k), torch.int16, seed=1)[:, ::2]  # a strided view
+    w = sample((n, k), torch.int32, 16, seed=2)  # (out, in), as IntLinear stores it
+    expected = ref(a, w.T)
+    assert torch.equal(int_matmul(a, w.T, b_bits=16).to(torch.int64), expected)
+    assert torch.equal(int_matmul(a.contiguous(), w.T.contiguous(), b_bits=16).to(torch.int64), expected)
+    assert torch.equal(int_matmul(split_lhs(a), split_rhs(w.T, 16)).to(torch.int64), expected)
+    assert torch.equal(int_matmul(a.T.contiguous().T, w.T, b_bits=16).to(torch.int64), expected)
+
+
+def test_extremes_of_every_width():
+    """All-minimum operands give the largest positive sums: the result dtype boundary is exact."""
+    for (da, ab), (db, bb) in [((torch.int8, None), (torch.int8, None)), ((torch.int8, None), (torch.int32, 16)),
+                               ((torch.int16, None), (torch.int16, None)), ((torch.int32, None), (torch.int32, None)),
+                               ((torch.int32, 12), (torch.int64, 20)), ((torch.uint8, None), (torch.int16, None))]:
+        lo_a, hi_a = value_range(da, ab)
+        lo_b, hi_b = value_range(db, bb)
+        for k in (1, 7, 131):
+            for va, vb in ((lo_a, lo_b), (lo_a, hi_b), (hi_a, lo_b), (hi_a, hi_b)):
+                a = torch.full((3, k), va, dtype=da)
+                b = torch.full((k, 5), vb, dtype=db)
+                out = int_matmul(a, b, a_bits=ab, b_bits=bb).to(torch.int64)
+                assert torch.equal(out, ref(a, b))
+                if abs(k * va * vb) < 2**63:  # else int64 arithmetic wraps, and so does the result
+                    assert torch.equal(out, torch.full((3, 5), k * va * vb, dtype=torch.int64))
+
+
+def test_int32_result_exactly_at_the_bound():
+    # 8-bit x 8-bit: K * 2**14 < 2**31 holds up to K = 131071, where all-minimum operands sum to 2**31 - 2**14.
+    k = 131071
+    assert result_dtype(k, 8, 8) == torch.int32 and result_dtype(k + 1, 8, 8) == torch.int64
+    a = torch.full((2, k), -128, dtype=torch.int8)
+    out = int_matmul(a, a.T)
+    assert out.dtype == torch.int32 and int(out[0, 0]) == k * 128 * 128
+
+
+def test_int64_operands_wrap_like_int64_arithmetic():
+    """Full-width int64 products overflow; the result equals torch's (two's-complement) int64 mm."""
+    a = torch.tensor([[2**62, -(2**63), 3]], dtype=torch.int64)
+    b = torch.tensor([[4], [2**63 - 1], [-(2**40)]], dtype=torch.int64)
+    assert torch.equal(int_matmul(a, b), ref(a, b))
+
+
+@pytest.mark.parametrize("da,ab,db,bb", [(torch.int8, None, torch.int8, None), (torch.int16, None, torch.int8, None),
+                                         (torch.int8, 4, torch.int32, 4), (torch.uint8, None, torch.int32, 16)])
+def test_long_reductions_are_chunked(da, ab, db, bb):
+    k = _MAX_K + 6  # two chunks, the second not a multiple of 8
+    a, b = sample((2, k), da, ab, seed=3), sample((k, 3), db, bb, seed=4)
+    out = int_matmul(a, b, a_bits=ab, b_bits=bb)
+    assert torch.equal(out.to(torch.int64), ref(a, b))
+    # the all-minimum case, whose int8 partial sums would overflow int32 without chunking
+    a, b = torch.full((2, k), value_range(da, ab)[0], dtype=da), torch.full((k, 3), value_range(db, bb)[0], dtype=db)
+    assert torch.equal(int_matmul(a, b, a_bits=ab, b_bits=bb).to(torch.int64), ref(a, b))
+
+
+@pytest.mark.parametrize("m,k,n", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0)])
+def test_empty_shapes(m, k, n):
+    a, b = torch.zeros(m, k, dtype=torch.int16), torch.zeros(k, n, dtype=torch.int32)
+    out = int_matmul(a, b, b_bits=16)
+    assert out.shape == (m, n) and torch.equal(out.to(torch.int64), torch.zeros(m, n, dtype=torch.int64))
+    assert torch.equal(int_matmul(a, b, backend="plain"), ref(a, b))
+
+
+def test_plain_backend_agrees():
+    a, b = sample((9, 40), torch.int16, seed=5), sample((40, 11), torch.int32, 20, seed=6)
+    assert torch.equal(int_matmul(a, b, b_bits=20, backend="plain"), int_matmul(a, b, b_bits=20))
+    assert torch.equal(int_matmul(split_lhs(a), split_rhs(b, 20), backend="plain"), int_matmul(a, b, b_bits=20))
+
+
+@pytest.mark.parametrize("dtype,bits", [(d, b) for d, b in pairs_with_bits()])
+def test_split_int8_rebuilds_the_values(dtype, bits):
+    x = sample((6, 13), dtype, bits, seed=7)
+    width = NATURAL_BITS[dtype] if bits is None else bits
+    limbs, offset = split_int8(x, width)
+    assert all(limb.dtype == torch.int8 and limb.shape == x.shape for limb in limbs)
+    rebuilt = sum(limb.to(torch.int64) << (8 * i) for i, limb in enumerate(limbs)) + offset
+    if dtype != torch.int64 or width < 64:
+        assert torch.equal(rebuilt, x.to(torch.int64))
+    assert len(limbs) == (1 if dtype == torch.uint8 else -(-width // 8))
+    side = split_rhs(x, bits)
+    assert isinstance(side, Limbs) and side.shape == x.shape and torch.equal(side.to_int64(), x.to(torch.int64))
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    m=st.integers(0, 20), k=st.integers(0, 70), n=st.integers(0, 20),
+    a_spec=st.sampled_from(pairs_with_bits()), b_spec=st.sampled_from(pairs_with_bits()),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_property_matches_int64(m, k, n, a_spec, b_spec, seed):
+    (da, ab), (db, bb) = a_spec, b_spec
+    a, b = sample((m, k), da, ab, seed), sample((k, n), db, bb, seed + 1)
+    assert torch.equal(int_matmul(a, b, a_bits=ab, b_bits=bb).to(torch.int64), ref(a, b))
+
+
+# --- bad input -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.bool])
+def test_non_integer_operands_raise_type_error_naming_the_dtype(dtype):
+    good = torch.ones(3, 3, dtype=torch.int8)
+    bad = torch.ones(3, 3, dtype=dtype)
+    with pytest.raises(TypeError, match=str(dtype)):
+        int_matmul(bad, good)
+    with pytest.raises(TypeError, match=str(dtype)):
+        int_matmul(good, bad)
+    with pytest.raises(TypeError, match="list"):
+        int_matmul([[1]], good)
+
+
+def test_wrong_ranks_and_sizes_raise_value_error():
+    a = torch.ones(3, 4, dtype=torch.int8)
+    with pytest.raises(ValueError, match="2-D"):
+        int_matmul(a[0], a.T)
+    with pytest.raises(ValueError, match="2-D"):
+        int_matmul(a, a.T[None])
+    with pytest.raises(ValueError, match="inner sizes"):
+        int_matmul(a, a)
+    with pytest.raises(ValueError, match="split_lhs"):
+        int_matmul(split_rhs(a), a.T)
+    with pytest.raises(ValueError, match="backend"):
+        int_matmul(a, a.T, backend="cublas")
+
+
+def test_values_outside_the_declared_width_raise_value_error():
+    b = torch.tensor([[1], [40000]], dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"16-bit range \[-32768, 32767\]"):
+        int_matmul(torch.ones(1, 2, dtype=torch.int8), b, b_bits=16)
+    with pytest.raises(ValueError, match="declared 8-bit"):
+        int_matmul(torch.tensor([[-129]], dtype=torch.int32), torch.ones(1, 1, dtype=torch.int8), a_bits=8)
+    with pytest.raises(ValueError, match="2..64"):
+        int_matmul(b.T, b, a_bits=1)
+    with pytest.raises(ValueError, match="16-bit"):
+        split_rhs(b, 16)
+
+
+# --- the CUDA shape rule, exercised without a GPU -----------------------------------------------------------
+
+
+def test_cuda_padding_rule():
+    assert cuda_padding(17, 8, 8) == (0, 0, 0)
+    assert cuda_padding(16, 8, 8) == (1, 0, 0)
+    assert cuda_padding(1, 9, 15) == (16, 7, 1)
+    assert cuda_padding(300, 784, 2049) == (0, 0, 7)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (5, 9, 15), (17, 784, 2049), (40, 16, 8)])
+def test_pad_for_device_on_meta_and_cpu(m, k, n):
+    a, b = torch.empty(m, k, dtype=torch.int8, device="meta"), torch.empty(k, n, dtype=torch.int8, device="meta")
+    pa, pb = _pad_for_device(a, b, device_type="cuda")
+    pm, pk, pn = cuda_padding(m, k, n)
+    assert pa.shape == (m + pm, k + pk) and pb.shape == (k + pk, n + pn)
+    assert pa.shape[0] > 16 and pa.shape[1] % 8 == 0 and pb.shape[1] % 8 == 0
+    assert _pad_for_device(a, b) == (a, b)  # meta and CPU tensors are left alone by default
+    # on real values: the zero padding adds nothing, the top-left block is the product
+    a, b = sample((m, k), torch.int8, seed=8), sample((k, n), torch.int8, seed=9)
+    pa, pb = _pad_for_device(a, b, device_type="cuda")
+    assert torch.equal(torch._int_mm(pa, pb)[:m, :n].to(torch.int64), ref(a, b))
+
+
+def _strided_copy(x: torch.Tensor, strides: tuple[int, int]) -> torch.Tensor | None:
+    """``x``'s values in a buffer with the given strides, or None if those strides would overlap."""
+    (r, c), (s0, s1) = x.shape, strides
+    if len({i * s0 + j * s1 for i in range(r) for j in range(c)}) < r * c:
+        return None
+    y = torch.zeros((r - 1) * s0 + (c - 1) * s1 + 1, dtype=x.dtype).as_strided((r, c), strides)
+    return y.copy_(x)
+
+
+def test_size_one_dimensions_with_arbitrary_strides():
+    """A dimension of size 1 may carry any stride (``g.T`` for g (N, 1) has strides (1, 1)); torch._int_mm reads
+    it as a leading dimension and returned garbage on such operands, so int_matmul must hand it valid ones."""
+    checked = 0
+    for m, k, n in itertools.product((1, 2, 5), repeat=3):
+        a, b = sample((m, k), torch.int8, seed=m * 9 + k), sample((k, n), torch.int8, seed=n)
+        expected = ref(a, b)
+        for sa, sb in itertools.product(itertools.product((1, 2, 7), repeat=2), repeat=2):
+            a_s, b_s = _strided_copy(a, sa), _strided_copy(b, sb)
+            if a_s is not None and b_s is not None:
+                assert torch.equal(int_matmul(a_s, b_s).to(torch.int64), expected), (m, k, n, sa, sb)
+                checked += 1
+    assert checked > 500

@@ -1,0 +1,175 @@
+"""NITRO-D models (nitro_d.md sec. 8): the paper's MLP1-4, VGG8B and VGG11B, and a small CNN for a 1-hour budget.
+
+Every model takes raw uint8 images (N, C, H, W) and returns int8 class scores (N, 10); it is trained by the
+``"nitro"`` learning rule (:mod:`torch_intnn.learning.nitro`). Its layout::
+
+    uint8 -> IntRandomCropFlip (train only) -> NitroStandardize -> stages -> output NitroHead -> int8 scores
+
+where ``stages`` holds local-loss blocks (each with its own learning head), plain 2x2 max-pools, flattens and
+integer dropouts. Call ``model.fit_input(train_images)`` once before training (integer mean and MAD).
+
+Every factory takes ``seed`` (all weights come from ``torch.Generator().manual_seed(seed)``) and ``width_div``,
+which divides every hidden width and channel count (tests build ``width_div=16`` versions in milliseconds).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from torch_intnn.models._registry import register_model
+from torch_intnn.nn.nitro import IntDropout
+from torch_intnn.nn.nitro_blocks import NitroConvBlock, NitroHead, NitroLinearBlock, _NitroBlock
+from torch_intnn.nn.nitro_input import IntRandomCropFlip, NitroStandardize
+from torch_intnn.nn.nitro_pool import NitroMaxPool2d
+from torch_intnn.nn.pool import IntFlatten
+
+__all__ = ["NitroNet", "build_nitro_mlp", "build_nitro_cnn", "VGG8B", "VGG11B", "SMALL_CNN"]
+
+#: (input shape, crop padding, horizontal flip) of the paper's augmentation per dataset (nitro_d.md sec. 7).
+DATASETS = {"mnist": ((1, 28, 28), 2, False), "fmnist": ((1, 28, 28), 2, True), "cifar10": ((3, 32, 32), 4, True)}
+
+#: Conv layouts: ints are 3x3 conv blocks with that many filters, "P" a 2x2 max-pool (LES 1x width).
+VGG8B = (128, 256, "P", 256, 512, "P", 512, "P", 512, "P")
+VGG11B = (128, 128, 128, 256, "P", 256, 512, "P", 512, 512, "P", 512, "P")
+#: The small CNN: VGG8B at a quarter of the width, with a 512-wide FC block (see nitro_small_cnn).
+SMALL_CNN = (32, 64, "P", 64, 128, "P", 128, "P", 128, "P")
+
+_RELU_MAX = 91  # largest NITRO-ReLU output (k = 4): what a dropout after a block can receive
+
+
+class NitroNet(nn.Module):
+    """A NITRO-D network: augmentation, standardisation, ``stages``, output layer (see the module docstring).
+
+    ``forward(x, generator=None)``: x (N, C, H, W) uint8 -> int8 scores (N, num_classes). In training mode the
+    augmentation and dropouts draw from ``generator`` (the rule passes one seeded from its seed and step counter)
+    and every block keeps what its local backward needs.
+    """
+
+    def __init__(self, augment: IntRandomCropFlip, standardize: NitroStandardize, stages: Sequence[nn.Module],
+                 output: NitroHead) -> None:
+        super().__init__()
+        self.augment, self.standardize = augment, standardize
+        self.stages = nn.ModuleList(stages)
+        self.output = output
+
+    @property
+    def blocks(self) -> list[_NitroBlock]:
+        """The local-loss blocks, in forward order."""
+        return [m for m in self.stages if isinstance(m, _NitroBlock)]
+
+    def fit_input(self, images: torch.Tensor) -> None:
+        """Integer standardisation statistics from the training images (N, C, H, W) uint8."""
+        self.standardize.fit(images)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = self.standardize(self.augment(x, generator))
+        for stage in self.stages:
+            x = stage(x, generator) if isinstance(stage, IntDropout) else stage(x)
+        return self.output(x)
+
+
+def _augment(dataset: str, augment: bool) -> IntRandomCropFlip:
+    _, pad, flip = DATASETS[dataset]
+    return IntRandomCropFlip(pad, flip) if augment else IntRandomCropFlip(0, False)
+
+
+def build_nitro_mlp(dataset: str, hidden: Sequence[int], *, seed: int = 0, dropout_pct: int = 0,
+                    augment: bool = False, num_classes: int = 10, k: int = 4) -> NitroNet:
+    """An MLP of local-loss blocks ``hidden`` with a dropout after every block (nitro_d.md secs. 7-8)."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = DATASETS[dataset][0]
+    n_in, bits, stages = shape[0] * shape[1] * shape[2], 8, []
+    for width in hidden:
+        stages.append(NitroLinearBlock(n_in, width, num_classes, input_bits=bits, k=k, generator=gen))
+        n_in = width
+        if dropout_pct:
+            stages.append(IntDropout(dropout_pct, in_max=_RELU_MAX))
+            bits = stages[-1].out_bits
+        else:
+            bits = 8
+    output = NitroHead((n_in,), num_classes, input_bits=bits, generator=gen)
+    return NitroNet(_augment(dataset, augment), NitroStandardize(shape[0], flatten=True), stages, output)
+
+
+def build_nitro_cnn(dataset: str, layout: Sequence[int | str], fc: Sequence[int], *, seed: int = 0,
+                    d_max: int = 4096, dropout_pct: int = 0, augment: bool = True, num_classes: int = 10,
+                    k: int = 4) -> NitroNet:
+    """A VGG-style net: conv blocks and pools by ``layout``, then FC blocks ``fc``, then the output layer.
+
+    As the paper, with ``dropout_pct`` one dropout goes before the last max-pool of the feature extractor and
+    one after every FC block (nitro_d.md sec. 7). The FC blocks' heads use d = their width.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    c, h, w = DATASETS[dataset][0]
+    last_pool = max((i for i, v in enumerate(layout) if v == "P"), default=None)
+    stages: list[nn.Module] = []
+    bits = 8
+    for i, v in enumerate(layout):
+        if i == last_pool and dropout_pct:
+            stages.append(IntDropout(dropout_pct, in_max=_RELU_MAX))
+            bits = stages[-1].out_bits
+        if v == "P":
+            stages.append(NitroMaxPool2d(2))
+            h, w = h // 2, w // 2
+        else:
+            stages.append(NitroConvBlock(c, int(v), (h, w), num_classes, d_max=d_max, input_bits=bits, k=k,
+                                         generator=gen))
+            c, bits = int(v), 8
+    stages.append(IntFlatten())
+    n_in = c * h * w
+    for width in fc:
+        stages.append(NitroLinearBlock(n_in, width, num_classes, input_bits=bits, k=k, generator=gen))
+        n_in, bits = width, 8
+        if dropout_pct:
+            stages.append(IntDropout(dropout_pct, in_max=_RELU_MAX))
+            bits = stages[-1].out_bits
+    output = NitroHead((n_in,), num_classes, input_bits=bits, generator=gen)
+    return NitroNet(_augment(dataset, augment), NitroStandardize(DATASETS[dataset][0][0]), stages, output)
+
+
+def _div(widths: Sequence, width_div: int) -> list:
+    if width_div < 1:
+        raise ValueError(f"width_div must be >= 1, got {width_div}")
+    return [v if v == "P" else max(1, int(v) // width_div) for v in widths]
+
+
+def _register(name: str, dataset: str, paper: str, build, **defaults) -> None:
+    """Register ``name``: a factory ``(seed=0, width_div=1, **defaults) -> NitroNet`` for ``dataset``."""
+
+    def factory(seed: int = 0, width_div: int = 1, **kwargs) -> NitroNet:
+        unknown = set(kwargs) - set(defaults)
+        if unknown:
+            raise TypeError(f"{name}: unknown arguments {sorted(unknown)}; it takes seed, width_div and "
+                            f"{sorted(defaults)}")
+        return build(dataset, width_div, seed=seed, **{**defaults, **kwargs})
+
+    factory.__name__ = name
+    factory.__doc__ = f"{paper} on {dataset}; defaults {defaults} (nitro_d.md sec. 8)."
+    register_model(name, kind="integer", rule="nitro", dataset=dataset, input_shape=DATASETS[dataset][0],
+                   num_classes=10, paper=paper)(factory)
+
+
+def _mlp(hidden):
+    return lambda dataset, width_div, **kw: build_nitro_mlp(dataset, _div(hidden, width_div), **kw)
+
+
+def _cnn(layout, fc):
+    return lambda dataset, width_div, **kw: build_nitro_cnn(dataset, _div(layout, width_div), _div(fc, width_div),
+                                                            **kw)
+
+
+_register("nitro_mlp1", "mnist", "MLP1 784-100-50-10", _mlp([100, 50]), dropout_pct=0, augment=False)
+_register("nitro_mlp2", "fmnist", "MLP2 784-200-100-50-10", _mlp([200, 100, 50]), dropout_pct=0, augment=False)
+_register("nitro_mlp3", "mnist", "MLP3 784-1024x3-10", _mlp([1024] * 3), dropout_pct=0, augment=True)
+_register("nitro_mlp3_fmnist", "fmnist", "MLP3 784-1024x3-10", _mlp([1024] * 3), dropout_pct=0, augment=True)
+_register("nitro_mlp4", "cifar10", "MLP4 3072-3000x3-10", _mlp([3000] * 3), dropout_pct=10, augment=True)
+_register("nitro_vgg8b", "cifar10", "VGG8B", _cnn(VGG8B, [1024]), d_max=4096, dropout_pct=15, augment=True)
+_register("nitro_vgg8b_mnist", "mnist", "VGG8B", _cnn(VGG8B, [1024]), d_max=4096, dropout_pct=0, augment=True)
+_register("nitro_vgg8b_fmnist", "fmnist", "VGG8B", _cnn(VGG8B, [1024]), d_max=4096, dropout_pct=10, augment=True)
+_register("nitro_vgg11b", "cifar10", "VGG11B", _cnn(VGG11B, [1024]), d_max=4096, dropout_pct=0, augment=True)
+for _ds, _p in (("cifar10", 10), ("mnist", 0), ("fmnist", 10)):
+    _register("nitro_small_cnn" + ("" if _ds == "cifar10" else f"_{_ds}"), _ds, "small CNN (VGG8B / 4)",
+              _cnn(SMALL_CNN, [512]), d_max=4096, dropout_pct=_p, augment=True)

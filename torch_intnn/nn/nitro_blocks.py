@@ -1,0 +1,266 @@
+"""NITRO-D's local-loss blocks and learning heads (nitro_d.md secs. 1, 4 and 5).
+
+A block is ``forward layer (Linear or 3x3 Conv, no bias) -> NitroScaling(256 * fan_in) -> NitroReLU``, and
+owns a learning *head* ``[MaxPool (kh, kw)] -> flatten -> Linear(d -> classes) -> NitroScaling(256 * d)``
+that turns the block's output into class scores for the block's own loss. Error flows from the head into the
+block's forward layer and stops there: no block ever computes a gradient for its input.
+
+The products go through :func:`torch_intnn.ops.int_matmul` / :func:`torch_intnn.ops.conv2d` with the tightest
+width the current values provably fit (:func:`value_bits`): int8 activations take one int8 limb, int32 weights
+within 16 bits take two, and results stay int32 whenever the widths prove it. Exact either way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from torch_intnn.nn.conv import IntConv2d
+from torch_intnn.nn.linear import IntLinear
+from torch_intnn.nn.nitro import NitroReLU, NitroScaling
+from torch_intnn.nn.nitro_pool import max_pool_nhwc
+from torch_intnn.ops import conv as conv_ops
+from torch_intnn.ops.matmul import int_matmul
+
+__all__ = ["pool_to_d", "value_bits", "NitroHead", "NitroLinearBlock", "NitroConvBlock"]
+
+
+def pool_to_d(channels: int, height: int, width: int, d: int) -> tuple[int, int]:
+    """The head's max-pool kernel (kh, kw): the paper's pool-to-d rule (nitro_d.md sec. 4).
+
+    Start from (1, 1) and double kh and kw alternately, kh first, until ``C * ceil(H/kh) * ceil(W/kw) <= d``.
+    CIFAR-10 VGG8B conv1 (128, 32, 32) with d = 4096 -> (8, 4).
+    """
+    kh = kw = 1
+    turn_h = True
+    while channels * math.ceil(height / kh) * math.ceil(width / kw) > d:
+        if kh >= height and kw >= width:
+            raise ValueError(f"pool_to_d: {channels} channels alone exceed d={d}; raise d")
+        if (turn_h and kh < height) or kw >= width:
+            kh *= 2
+        else:
+            kw *= 2
+        turn_h = not turn_h
+    return kh, kw
+
+
+def value_bits(t: torch.Tensor, declared: int) -> int:
+    """The smallest signed width (2..``declared``) holding every value of ``t``; ``declared`` while compiling.
+
+    Declaring it to :func:`int_matmul` is exact (the kernel checks it in eager mode) and saves limbs and int64
+    results when the values are small (fresh weights, small errors).
+    """
+    if torch.compiler.is_compiling() or t.numel() == 0:
+        return declared
+    lo, hi = torch.aminmax(t)
+    top = max(int(hi), -int(lo) - 1, 1)
+    return min(declared, top.bit_length() + 1)
+
+
+class NitroHead(nn.Module):
+    """A learning head, or the output layer: ``[MaxPool] -> flatten -> Linear(d -> classes) -> NitroScaling``.
+
+    Args:
+        in_shape: shape of one input sample: (C, H, W) for a conv block, (features,) otherwise.
+        num_classes: outputs.
+        d_max: for a (C, H, W) input, max-pool with :func:`pool_to_d` down to at most ``d_max`` features
+            (the paper's ``d^lr = 4096``; padding never wins, first maximum on ties); ``None`` flattens without
+            pooling.
+        input_bits: declared width of the inputs (8 after NITRO-ReLU, 16 after a wide dropout).
+        generator: seeded generator for the integer Kaiming init of the weights.
+
+    Shapes: h (N, *in_shape) integer -> y_hat (N, classes) int8. ``backward(delta)`` with delta (N, classes)
+    int8 returns the weight gradient (classes, d) and, unless ``input_grad=False``, the gradient at the pooled
+    features (N, d) int32, computed with the weights *before* the update; :meth:`select` and :meth:`scatter`
+    move between the pooled features and the (N, *in_shape) input.
+    """
+
+    def __init__(
+        self,
+        in_shape: tuple[int, ...],
+        num_classes: int = 10,
+        d_max: int | None = None,
+        *,
+        input_bits: int = 8,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_shape, self.input_bits = tuple(in_shape), input_bits
+        self.kernel = pool_to_d(*in_shape, d_max) if len(in_shape) == 3 and d_max else (1, 1)
+        if len(in_shape) == 3:
+            c, h, w = in_shape
+            d = c * math.ceil(h / self.kernel[0]) * math.ceil(w / self.kernel[1])
+        else:
+            d = math.prod(in_shape)
+        self.d = d
+        self.linear = IntLinear(d, num_classes, bias=False, input_bits=input_bits, generator=generator)
+        self.scaling = NitroScaling(256 * d)
+        self._features: torch.Tensor | None = None
+        self._where: torch.Tensor | None = None
+
+    @property
+    def pools(self) -> bool:
+        return self.kernel != (1, 1)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        where = None
+        if self.pools:
+            if self.training:
+                p, where = max_pool_nhwc(h, self.kernel, ceil_mode=True, return_positions=True)
+                where = where.reshape(where.shape[0], -1)
+            else:
+                p = max_pool_nhwc(h, self.kernel, ceil_mode=True)
+        else:
+            p = h
+        p = p.reshape(p.shape[0], -1)  # (N, d), features in (C, H_out, W_out) order
+        w = self.linear.weight
+        z = int_matmul(p, w.T, a_bits=self.input_bits, b_bits=value_bits(w, self.linear.weight_bits))
+        self._features = p if self.training else None
+        self._where = where  # (N, d) NHWC offsets of the maxima (training only)
+        return self.scaling(z)
+
+    def backward(self, delta: torch.Tensor, input_grad: bool = True):
+        """Weight gradient ``delta^T p`` and, if asked, the gradient ``delta W`` at the pooled features p."""
+        if self._features is None:
+            raise RuntimeError("NitroHead.backward needs a training-mode forward pass first")
+        p, self._features = self._features, None
+        grad_w = int_matmul(delta.T, p, a_bits=8, b_bits=self.input_bits)  # (classes, d)
+        if not input_grad:
+            return grad_w, None
+        w = self.linear.weight
+        return grad_w, int_matmul(delta, w, a_bits=8, b_bits=value_bits(w, self.linear.weight_bits))  # (N, d)
+
+    def select(self, x: torch.Tensor) -> torch.Tensor:
+        """Values of ``x`` (N, *in_shape), e.g. the block's pre-activation, where the last pooling took its maxima.
+
+        Returns (N, d) in feature order. Reads only N * d elements (the input is NHWC-contiguous, as conv
+        outputs are, or gets copied).
+        """
+        if self._where is None:
+            return x.reshape(x.shape[0], -1)
+        return x.permute(0, 2, 3, 1).reshape(-1)[self._where]
+
+    def scatter(self, g: torch.Tensor) -> torch.Tensor:
+        """The transpose of :meth:`select` (max-unpooling): (N, d) -> (N, *in_shape), zero off the maxima.
+
+        A pooled result is ``channels_last``, the layout :func:`torch_intnn.ops.conv2d_weight` reads directly.
+        """
+        if self._where is None:
+            return g.view(g.shape[0], *self.in_shape)
+        c, h, w = self.in_shape
+        full = torch.zeros(g.shape[0] * h * w * c, dtype=g.dtype)
+        full[self._where.reshape(-1)] = g.reshape(-1)
+        self._where = None
+        return full.view(g.shape[0], h, w, c).permute(0, 3, 1, 2)
+
+    def extra_repr(self) -> str:
+        pool = f"maxpool {self.kernel} (ceil) -> " if self.pools else ""
+        return f"in={self.in_shape}: {pool}d={self.d}"
+
+
+class _NitroBlock(nn.Module):
+    """Shared machinery: forward with caches, the block-local backward, and the gradient of the forward layer."""
+
+    layer: IntLinear | IntConv2d
+    head: NitroHead
+
+    def __init__(self, fan_in: int, k: int) -> None:
+        super().__init__()
+        self.scaling = NitroScaling(256 * fan_in)
+        self.act = NitroReLU(k)
+        self.input: torch.Tensor | None = None
+        self.output: torch.Tensor | None = None
+
+    def _affine(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _weight_grad(self, grad_z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act(self.scaling(self._affine(x)))
+        self.input, self.output = (x, h) if self.training else (None, None)
+        return h
+
+    def backward(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """From the head's error ``delta`` (N, classes) int8 to ``(head weight grad, forward weight grad)``.
+
+        Follows nitro_d.md sec. 5: ``G_lr = delta^T p``; ``g_p = delta W_lr`` (pre-update ``W_lr``);
+        ``g_z = T(unpool(g_p) / q(s))`` (NITRO-ReLU backward; scaling backward is the identity); then the forward
+        layer's ``G = g_z^T x`` (Linear) or its convolution analogue. The head must have run on ``self.output``.
+        The ReLU backward maps 0 to 0 element-wise, so it runs on the d pooled positions before unpooling.
+        """
+        if self.input is None:
+            raise RuntimeError(f"{type(self).__name__}.backward needs a training-mode forward pass first")
+        grad_head, grad_p = self.head.backward(delta)
+        grad_p = self.act.backward(grad_p, self.head.select(self.act.input))
+        grad_z = self.scaling.backward(self.head.scatter(grad_p))
+        grad_fwd = self._weight_grad(grad_z)
+        self.input = self.output = self.act.input = None  # free the caches of this step
+        return grad_head, grad_fwd
+
+
+class NitroLinearBlock(_NitroBlock):
+    """Fully connected local-loss block: ``Linear(in -> out) -> NitroScaling(256 * in) -> NitroReLU -> head``.
+
+    The head has no pooling, so its d is ``out_features`` (nitro_d.md sec. 4).
+
+    Args:
+        in_features, out_features: sizes of the forward layer (no bias).
+        num_classes: outputs of the head.
+        input_bits: declared width of the inputs (8, or 16 after a wide dropout).
+        k: NITRO-ReLU slope inverse.
+        generator: seeded generator; the forward weights are drawn first, then the head's.
+
+    Shapes: x (N, in_features) int8/int16 -> h (N, out_features) int8.
+    """
+
+    def __init__(self, in_features: int, out_features: int, num_classes: int = 10, *, input_bits: int = 8,
+                 k: int = 4, generator: torch.Generator | None = None) -> None:
+        super().__init__(in_features, k)
+        self.layer = IntLinear(in_features, out_features, bias=False, input_bits=input_bits, generator=generator)
+        self.head = NitroHead((out_features,), num_classes, generator=generator)
+
+    def _affine(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.layer.weight
+        return int_matmul(x, w.T, a_bits=self.layer.input_bits, b_bits=value_bits(w, self.layer.weight_bits))
+
+    def _weight_grad(self, grad_z: torch.Tensor) -> torch.Tensor:
+        return int_matmul(grad_z.T, self.input, a_bits=value_bits(grad_z, 32), b_bits=self.layer.input_bits)
+
+
+class NitroConvBlock(_NitroBlock):
+    """Convolutional local-loss block: ``Conv3x3(pad 1) -> NitroScaling(256 * 9 C_in) -> NitroReLU -> head``.
+
+    The head max-pools the (C_out, H, W) output down to at most ``d_max`` features (:func:`pool_to_d`).
+    ``positions_per_unit = floor(H * W / (kh * kw))`` is the factor by which the paper's *intended* per-layer
+    amplification exceeds 640 (nitro_d.md sec. 4, "intended amp"); the learning rule decides whether to use it.
+
+    Args:
+        in_channels, out_channels: channels of the 3x3 convolution (stride 1, padding 1, no bias).
+        size: (H, W) of the input (and output) maps.
+        d_max: the head's feature budget (4096 in the paper).
+        num_classes, input_bits, k, generator: as :class:`NitroLinearBlock`.
+
+    Shapes: x (N, C_in, H, W) int8/int16 -> h (N, C_out, H, W) int8 (``channels_last`` memory).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, size: tuple[int, int], num_classes: int = 10, *,
+                 d_max: int = 4096, input_bits: int = 8, k: int = 4,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__(9 * in_channels, k)
+        self.layer = IntConv2d(in_channels, out_channels, 3, 1, bias=False, input_bits=input_bits,
+                               generator=generator)
+        self.head = NitroHead((out_channels, *size), num_classes, d_max, generator=generator)
+        kh, kw = self.head.kernel
+        self.positions_per_unit = max(1, size[0] * size[1] // (kh * kw))
+
+    def _affine(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.layer.weight
+        return conv_ops.conv2d(x, w, 1, x_bits=self.layer.input_bits, w_bits=value_bits(w, self.layer.weight_bits))
+
+    def _weight_grad(self, grad_z: torch.Tensor) -> torch.Tensor:
+        return conv_ops.conv2d_weight(self.input, grad_z, 3, 1, x_bits=self.layer.input_bits,
+                                      grad_bits=value_bits(grad_z, 32))
