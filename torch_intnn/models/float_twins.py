@@ -97,20 +97,35 @@ def cnn_twin(
 
 _VGG8B = [128, 256, "P", 256, 512, "P", 512, "P", 512, "P"]
 _VGG11B = [128, 128, 128, 256, "P", 256, 512, "P", 512, 512, "P", 512, "P"]
+_SMALL_CNN = [32, 64, "P", 64, 128, "P", 128, "P", 128, "P"]
 _SHAPES = {"mnist": (1, 28, 28), "fmnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
-# integer model name -> (builder, kwargs); the architecture of each integer model, in float.
+
+def _mlp(sizes, activation, dataset):
+    return mlp_twin, dict(sizes=sizes, activation=activation, dataset=dataset)
+
+
+def _cnn(convs, fc, dataset):
+    return cnn_twin, dict(convs=convs, fc=fc, in_shape=_SHAPES[dataset], activation="leaky4", dataset=dataset)
+
+
+# integer model name -> (builder, kwargs): the architecture of each integer model, in float32. PocketNN nets
+# use tanh as pocketTanh approximates it; NITRO-D nets use leaky ReLU with slope 1/4 as NITRO-ReLU does.
 TWIN_SPECS: dict[str, tuple] = {
-    "pocketnn_mlp_mnist": (mlp_twin, dict(sizes=[784, 100, 50, 10], activation="tanh", dataset="mnist")),
-    "pocketnn_mlp_fmnist": (mlp_twin, dict(sizes=[784, 200, 100, 50, 10], activation="tanh", dataset="fmnist")),
-    "nitro_mlp1": (mlp_twin, dict(sizes=[784, 100, 50, 10], activation="leaky4", dataset="mnist")),
-    "nitro_mlp2": (mlp_twin, dict(sizes=[784, 200, 100, 50, 10], activation="leaky4", dataset="fmnist")),
-    "nitro_vgg8b_cifar10": (
-        cnn_twin, dict(convs=_VGG8B, fc=[1024], in_shape=_SHAPES["cifar10"], activation="leaky4", dataset="cifar10")
-    ),
-    "nitro_vgg11b_cifar10": (
-        cnn_twin, dict(convs=_VGG11B, fc=[1024], in_shape=_SHAPES["cifar10"], activation="leaky4", dataset="cifar10")
-    ),
+    "pocketnn_mlp_mnist": _mlp([784, 100, 50, 10], "tanh", "mnist"),
+    "pocketnn_mlp_fmnist": _mlp([784, 200, 100, 50, 10], "tanh", "fmnist"),
+    "nitro_mlp1": _mlp([784, 100, 50, 10], "leaky4", "mnist"),
+    "nitro_mlp2": _mlp([784, 200, 100, 50, 10], "leaky4", "fmnist"),
+    "nitro_mlp3": _mlp([784, 1024, 1024, 1024, 10], "leaky4", "mnist"),
+    "nitro_mlp3_fmnist": _mlp([784, 1024, 1024, 1024, 10], "leaky4", "fmnist"),
+    "nitro_mlp4": _mlp([3072, 3000, 3000, 3000, 10], "leaky4", "cifar10"),
+    "nitro_vgg8b": _cnn(_VGG8B, [1024], "cifar10"),
+    "nitro_vgg8b_mnist": _cnn(_VGG8B, [1024], "mnist"),
+    "nitro_vgg8b_fmnist": _cnn(_VGG8B, [1024], "fmnist"),
+    "nitro_vgg11b": _cnn(_VGG11B, [1024], "cifar10"),
+    "nitro_small_cnn": _cnn(_SMALL_CNN, [512], "cifar10"),
+    "nitro_small_cnn_mnist": _cnn(_SMALL_CNN, [512], "mnist"),
+    "nitro_small_cnn_fmnist": _cnn(_SMALL_CNN, [512], "fmnist"),
 }
 
 

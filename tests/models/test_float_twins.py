@@ -1,0 +1,49 @@
+"""Every integer model has a float twin of the same shape, and each float rule (bp, dfa, les) trains it."""
+
+import pytest
+import torch
+
+from torch_intnn.models import create_model, list_models, model_info
+
+INTEGER = [m for m in list_models(kind="integer") if not model_info(m).get("test_only")]
+
+
+@pytest.mark.parametrize("name", INTEGER)
+def test_every_integer_model_has_a_float_twin(name):
+    twin = f"{name}_float"
+    assert twin in list_models(kind="float")
+    assert model_info(twin)["twin_of"] == name
+    assert model_info(twin)["input_shape"] == model_info(name)["input_shape"]
+    assert model_info(twin)["dataset"] == model_info(name)["dataset"]
+
+
+@pytest.mark.parametrize("rule", ["bp", "dfa", "les"])
+@pytest.mark.parametrize("name", ["pocketnn_mlp_fmnist_float", "nitro_small_cnn_float"])
+def test_float_rules_take_a_training_step(name, rule):
+    from torch_intnn.lightning import FloatClassifier
+
+    module = FloatClassifier(name, rule=rule)
+    opt = torch.optim.SGD(module.parameters(), lr=0.1)
+    c, h, w = model_info(name)["input_shape"]
+    x = torch.randint(0, 256, (8, c, h, w), dtype=torch.uint8)
+    y = torch.arange(8) % 10
+    first = [b[0] for b in module.net.blocks]
+    before = [f.weight.clone() for f in first if hasattr(f, "weight")] or [module.net.blocks[0][1].weight.clone()]
+    module._reset("train")
+    loss = module.training_step((x, y), 0)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    after = [f.weight for f in first if hasattr(f, "weight")] or [module.net.blocks[0][1].weight]
+    assert not torch.equal(before[0], after[0])  # the first block learned: its signal reached it
+    assert module(x).shape == (8, 10)
+
+
+def test_dfa_feedback_matrices_are_buffers_saved_in_the_state_dict():
+    from torch_intnn.lightning import FloatClassifier
+
+    module = FloatClassifier("pocketnn_mlp_mnist_float", rule="dfa", seed=3)
+    keys = [k for k in module.state_dict() if k.startswith("feedback_")]
+    assert keys == ["feedback_0", "feedback_1"]
+    again = FloatClassifier("pocketnn_mlp_mnist_float", rule="dfa", seed=3)
+    assert torch.equal(module.feedback_0, again.feedback_0)
