@@ -27,11 +27,13 @@ def test_sigkill_mid_epoch_then_resume_is_bit_identical(fake_root, tmp_path, mod
     assert _run([fake_root, ref, STEPS, model, rule]).wait(timeout=300) == 0
     last = crash / "ckpt" / "last.ckpt"
     proc = _run([fake_root, crash, STEPS, model, rule])
-    deadline = time.time() + 120
-    while not last.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    time.sleep(random.uniform(0.2, 1.5))  # a random moment inside the run
-    assert proc.poll() is None, "the job ended before it could be killed; raise STEPS"
+    target = random.randint(25, STEPS - 60)  # a random step, almost always inside an epoch (20 steps each)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists() and torch.load(last, weights_only=True)["global_step"] >= target:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the job ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved = torch.load(last, weights_only=True)

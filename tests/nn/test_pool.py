@@ -34,8 +34,8 @@ def test_sequential_cnn_matches_reference():
     x = ints((4, 3, 9, 8), -128, 127)
     h = F.conv2d(x.double(), model[0].weight.double(), padding=1)
     h = F.max_pool2d(h, 2)
-    s = F.avg_pool2d(h, 2, divisor_override=1).to(torch.int64)
-    h = torch.where(s < 0, -torch.div(-s * 2 + 4, 8, rounding_mode="floor"), torch.div(s * 2 + 4, 8, rounding_mode="floor"))
+    s = F.avg_pool2d(h, 2, divisor_override=1).to(torch.int64)  # window sums; then s / 4, halves away from 0
+    h = torch.div(s.abs() * 2 + 4, 8, rounding_mode="floor") * s.sign()
     expected = h.flatten(1) @ model[4].weight.to(torch.int64).T + model[4].bias
     out = model(x)
     assert out.shape == (4, 10) and torch.equal(out.to(torch.int64), expected)

@@ -1,6 +1,7 @@
 """``intnn bench kernels``: integer GEMM and conv throughput next to float32, measured in the same run.
 
-    python -m torch_intnn.bench.kernels [--json] [--repeats 15] [--threads N] [--compile] [--only SUBSTRING]
+    python -m torch_intnn.bench.kernels [--json] [--repeats 15] [--threads N] [--clock wall|cpu] [--compile]
+                                        [--only SUBSTRING]
 
 For each shape (the layers of the registered MLPs and VGG-style nets) every path is timed ``--repeats`` times,
 round-robin, so that a change of machine load hits all paths alike; the figure is the median. Throughput counts
@@ -12,10 +13,12 @@ Integer paths (see :mod:`torch_intnn.ops.matmul`): ``int8 x int8`` is one ``_int
 the int16 weight into two int8 limbs (one ``_int_mm`` twice as wide, recombined in int64); ``cached split`` is
 the same with the weight split once, as ``IntLinear`` / ``IntConv2d`` do while the weight is unchanged;
 ``compiled`` (with ``--compile``) is the ``torch.compile``'d (Inductor) function, which fuses the split and the
-recombination around ``_int_mm`` (with torch 2.14 on CPU it is no faster than eager: its fused split kernel is
-slow); ``int32 torch.mm`` is PyTorch's own integer GEMM, for reference. The ``min ms`` columns give each
-path's fastest run and its ratio to the fastest float32 run: on a machine shared with other jobs, where a
-preemption lands in a random run, they are the steadier figures.
+recombination around ``_int_mm`` (with torch 2.14 on CPU it beats the eager split-each-call path on some
+shapes and loses on others); ``int32 torch.mm`` is PyTorch's own integer GEMM, for reference.
+
+The ``min ms`` columns give each path's fastest run and its ratio to the fastest float32 run. On a machine
+shared with other jobs, where a preemption lands in a random run, they and ``--clock cpu`` (process CPU time
+instead of wall time; with ``--threads 1``) give the steadier figures.
 """
 
 from __future__ import annotations
@@ -145,16 +148,19 @@ def _check_exact(paths: list[Path], refs: dict[str, torch.Tensor]) -> None:
             p.exact = torch.equal(p.fn().to(torch.int64), refs[p.ref])
 
 
-def _time(paths: list[Path], repeats: int, progress: Callable[[str], None]) -> None:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def _time(paths: list[Path], repeats: int, clock: Callable[[], float], progress: Callable[[str], None]) -> None:
     for p in paths:  # warm-up (and compilation)
         p.fn()
         p.fn()
     for r in range(repeats):
         progress(f"repeat {r + 1}/{repeats}")
         for p in paths:
-            t0 = time.perf_counter()
+            t0 = clock()
             p.fn()
-            p.times.append(time.perf_counter() - t0)
+            p.times.append(clock() - t0)
 
 
 def _cpu_name() -> str:
@@ -170,9 +176,15 @@ def run(
     threads: int | None = None,
     compile_: bool = False,
     only: str | None = None,
+    clock: str = "wall",
     progress: Callable[[str], None] = lambda msg: None,
 ) -> dict:
-    """Benchmark every shape; returns the report as a JSON-ready dict."""
+    """Benchmark every shape; returns the report as a JSON-ready dict.
+
+    ``clock="cpu"`` times with the process's CPU time instead of the wall clock: time spent descheduled by
+    other jobs does not count, which steadies the figures on a shared machine. It counts every thread's CPU
+    time, so use it with ``threads=1``.
+    """
     if threads:
         torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
@@ -182,6 +194,7 @@ def run(
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
         "repeats": repeats,
+        "clock": clock,
         "load_average_before": os.getloadavg()[0],
         "shapes": [],
     }
@@ -192,7 +205,7 @@ def run(
         paths, refs = _conv_paths(s, compile_, g) if s.conv else _linear_paths(s, compile_, g)
         _check_exact(paths, refs)
         del refs
-        _time(paths, repeats, lambda msg: progress(f"{s.name}: {msg}"))
+        _time(paths, repeats, CLOCKS[clock], lambda msg: progress(f"{s.name}: {msg}"))
         best_float = min(statistics.median(p.times) for p in paths if p.kind == "float32")
         best_float_min = min(min(p.times) for p in paths if p.kind == "float32")
         rows = []
@@ -209,7 +222,7 @@ def run(
 def format_table(report: dict) -> str:
     lines = [
         f"{report['cpu']} ({report['cores']} cores), torch {report['torch']}, {report['threads']} thread(s), "
-        f"medians of {report['repeats']} interleaved runs, "
+        f"medians of {report['repeats']} interleaved runs ({report['clock']} clock), "
         f"load average {report['load_average_before']:.2f} before / {report['load_average_after']:.2f} after",
         f"{'shape':28s} {'path':34s} {'ms':>9s} {'GOP/s':>8s} {'vs f32':>7s} {'min ms':>9s} {'(vs f32)':>8s}  exact",
     ]
@@ -228,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd (Inductor) paths")
     parser.add_argument("--only", default=None, help="only shapes whose name contains this substring")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
+                        help="wall clock, or the process's CPU time (steadier on a shared machine; use --threads 1)")
     args = parser.parse_args(argv)
 
     tty = sys.stderr.isatty()
@@ -238,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         elif "repeat" not in msg:
             print(msg, file=sys.stderr, flush=True)
 
-    report = run(args.repeats, args.threads, args.compile, args.only, progress)
+    report = run(args.repeats, args.threads, args.compile, args.only, args.clock, progress)
     if tty:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     print(json.dumps(report, indent=2) if args.json else format_table(report))

@@ -28,8 +28,8 @@ class IntLinear(nn.Module):
         generator: the seeded generator the initial weights are drawn from.
 
     Shapes: x (N, in_features) integer -> z (N, out_features) int32 or int64 (int64 whenever the declared widths
-    cannot prove that ``in_features`` products, plus the bias, fit int32). In training mode the input is kept in ``self.input``
-    for the learning rule; in eval mode nothing is kept.
+    cannot prove that ``in_features`` products, plus the bias, fit int32). In training mode the input is kept in
+    ``self.input`` for the learning rule; in eval mode nothing is kept.
 
     The int8 limbs of the weight are cached between calls while the buffer is unchanged (see
     :mod:`torch_intnn.nn._split_cache`); after writing ``weight`` through ``.data``, call

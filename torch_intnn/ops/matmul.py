@@ -104,16 +104,18 @@ def _wrap(value: int, dtype: torch.dtype) -> int:
     return value - (1 << width) if value >> (width - 1) else value
 
 
-def _combine(p: torch.Tensor, a: Limbs, b: Limbs, out: torch.dtype) -> torch.Tensor:
-    """The module docstring's sum, from the limb products ``p`` (a.stack @ b.stack), in ``out``."""
+def _combine(p: torch.Tensor, a: Limbs, b: Limbs, out: torch.dtype, result: torch.Tensor | None = None):
+    """The module docstring's sum, from the limb products ``p`` (a.stack @ b.stack), in ``out``; written into
+    ``result`` (M, N) if given."""
     m, n, k = a.rows, b.cols, a.cols
     na, nb = a.count, b.count
 
     def block(i: int, j: int) -> torch.Tensor:  # A_i @ B_j, or a limb sum when i == na or j == nb
         return p[i * m : (i + 1) * m if i < na else i * m + 1, j * n : (j + 1) * n if j < nb else j * n + 1]
 
-    if na == nb == 1 and not (a.offset or b.offset):
-        return block(0, 0).to(out).contiguous()  # int8 x int8: the product itself
+    if not _needs_combining(a, b):
+        product = block(0, 0)  # int8 x int8: the product itself
+        return result.copy_(product) if result is not None else product.to(out).contiguous()
 
     # The offset corrections are an (M, 1) and a (1, N) vector: cheap, computed in `out` directly.
     row_term = col_term = None
@@ -126,7 +128,8 @@ def _combine(p: torch.Tensor, a: Limbs, b: Limbs, out: torch.dtype) -> torch.Ten
 
     # Eager mode sums chunk by chunk of rows, so that the int64 temporaries of the type promotions stay in
     # cache (3-5x faster on tall products such as a conv's im2col GEMM); Inductor fuses the whole sum instead.
-    result = torch.empty((m, n), dtype=out, device=p.device)
+    if result is None:
+        result = torch.empty((m, n), dtype=out, device=p.device)
     step = m if torch.compiler.is_compiling() else max(1, _COMBINE_CHUNK // n)
     for r in range(0, m, step):
         rows = slice(r, r + step)
@@ -195,7 +198,21 @@ def int_matmul(
         return torch.zeros(m, n, dtype=out, device=a.device)
     a = a if isinstance(a, Limbs) else _split(a, a_width, "lhs")
     b = b if isinstance(b, Limbs) else _split(b, b_width, "rhs")
+    rows = max(1, _COMBINE_CHUNK // b.stack.shape[1])
+    if a.count == 1 and not a.offset and m > rows and _needs_combining(a, b) and not torch.compiler.is_compiling():
+        # A tall product (a conv's im2col GEMM) runs in blocks of rows, so that each block's int32 limb products
+        # are still in cache when they are recombined: ~25% faster than one _int_mm and one pass over its output.
+        result = torch.empty((m, n), dtype=out, device=a.device)
+        for r in range(0, m, rows):
+            block = a._replace(stack=a.stack[r : r + rows], rows=min(rows, m - r))
+            _combine(_limb_products(block, b, out), block, b, out, result[r : r + rows])
+        return result
     return _combine(_limb_products(a, b, out), a, b, out)
+
+
+def _needs_combining(a: Limbs, b: Limbs) -> bool:
+    """False for int8 x int8 (one limb each, no offsets): the product is the result."""
+    return a.count * b.count > 1 or bool(a.offset or b.offset)
 
 
 def _to_int64(x: torch.Tensor | Limbs) -> torch.Tensor:

@@ -46,6 +46,9 @@ def div_floor(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
     check_integer(a, "div_floor dividend")
     if isinstance(b, torch.Tensor):
         check_integer(b, "div_floor divisor")
+    elif b > 1 and b & (b - 1) == 0:
+        # Power of two: an arithmetic shift is exactly a floor division, and vectorised (torch.div is not, ~5x).
+        return torch.bitwise_right_shift(a, b.bit_length() - 1)
     return torch.div(a, b, rounding_mode="floor")
 
 

@@ -1,0 +1,181 @@
+"""Integer DFA: purity, determinism, state, and one faithful update against a plain Python-int reference."""
+
+import math
+
+import pytest
+import torch
+
+from torch_intnn.audit import IntegerOnly
+from torch_intnn.learning import create_rule
+from torch_intnn.learning.dfa import E_ONE, TARGET
+from torch_intnn.models import create_model
+from torch_intnn.models.pocketnn import PocketMLP
+
+MODELS = ["pocketnn_mlp_mnist", "pocketnn_mlp_fmnist"]
+
+
+def _batch(n=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 1, 28, 28), generator=g, dtype=torch.uint8), torch.randint(0, 10, (n,), generator=g)
+
+
+def _setup(name, mode, seed=0, **rule_args):
+    model = create_model(name, variant=mode, seed=seed)
+    x, y = _batch()
+    model.fit_input(x)
+    rule = create_rule("dfa", model, mode=mode, seed=seed, **rule_args)
+    return model, rule, rule.configure_optimizer(), x, y
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("mode", ["faithful", "improved"])
+def test_step_and_inference_are_integer_only(name, mode):
+    model, rule, opt, x, y = _setup(name, mode, augment_shift=1)
+    with IntegerOnly():
+        rule.on_train_epoch_start(0, opt)
+        for _ in range(2):
+            stats = rule.step(x, y, opt)
+            opt.step()
+        model.eval()
+        scores = rule.predict(x)
+    assert scores.shape == (8, 10)
+    assert {"loss", "correct", "saturated"} <= set(stats)
+    assert all(v.dtype == torch.int64 and v.dim() == 0 for v in stats.values())
+    assert int(stats["loss"]) > 0
+    assert any(int(lin.weight.abs().sum()) for lin in model.linears)  # something was learnt
+
+
+@pytest.mark.parametrize("mode, rule_args", [("faithful", {}), ("improved", {"augment_shift": 1})])
+def test_same_seed_is_bit_identical_other_seed_differs(mode, rule_args):
+    def train(seed):
+        model, rule, opt, x, y = _setup("pocketnn_mlp_mnist", mode, seed=seed, **rule_args)
+        for i in range(3):
+            rule.step(x, y, opt)
+            opt.step()
+        return model.state_dict()
+
+    a, b, c = train(0), train(0), train(1)
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+    assert not all(torch.equal(v, c[k]) for k, v in a.items())
+
+
+@pytest.mark.parametrize("name, bounds", [("pocketnn_mlp_mnist", [21, 51]), ("pocketnn_mlp_fmnist", [19, 36, 51])])
+def test_feedback_matrices_are_seeded_buffers_in_state_dict(name, bounds):
+    model = create_model(name, variant="faithful")
+    rule = create_rule("dfa", model, mode="faithful", seed=7)
+    state = rule.state_dict()
+    sizes = [lin.out_features for lin in model.linears[:-1]]
+    for k, (r, n) in enumerate(zip(bounds, sizes)):  # r_k = isqrt(393204 // (n_{k-1} + n_k)), pocketnn.md sec. 4.1
+        fb = state[f"feedback_{k}"]
+        assert fb.shape == (10, n) and fb.dtype == torch.int32
+        assert int(fb.abs().max()) == r and int((fb == 0).sum()) == 0
+    again = create_rule("dfa", create_model(name, variant="faithful"), mode="faithful", seed=7)
+    assert all(torch.equal(v, again.state_dict()[k]) for k, v in state.items())
+    improved = create_rule("dfa", create_model(name), seed=7)
+    assert all(int(improved.feedback(k).abs().max()) == 8 for k in range(len(bounds)))
+
+
+def test_mode_must_match_the_model_variant():
+    with pytest.raises(ValueError, match="variant"):
+        create_rule("dfa", create_model("pocketnn_mlp_mnist", variant="faithful"), mode="improved")
+
+
+def test_learning_rate_schedules():
+    faithful = create_rule("dfa", create_model("pocketnn_mlp_mnist", variant="faithful"), mode="faithful")
+    assert [faithful.lr_inv_at(e) for e in (0, 8, 9, 18, 19)] == [1000, 1000, 2000, 2000, 4000]  # epochs 10, 20
+    improved = create_rule("dfa", create_model("pocketnn_mlp_mnist"), lr_inv=256, lr_milestones=[3, 5])
+    opt = improved.configure_optimizer()
+    improved.on_train_epoch_start(5, opt)
+    assert all(g["lr_inv"] == 1024 for g in opt.param_groups)
+
+
+# ---- one faithful update by hand ------------------------------------------------------------------------------
+
+
+def c_div(a: int, b: int) -> int:
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
+def ref_tanh(u: int) -> tuple[int, int]:
+    for lo, hi, y, g in ((-(10**9), -127, lambda u: -127, 127), (-127, -74, lambda u: c_div(u, 4) - 88, 8),
+                         (-74, -31, lambda u: u - 32, 2), (-31, 32, lambda u: 2 * u, 1), (32, 75, lambda u: u + 32, 2),
+                         (75, 128, lambda u: c_div(u, 4) + 88, 8), (128, 10**9, lambda u: 127, 127)):
+        if lo <= u < hi:
+            return y(u), g
+    raise AssertionError
+
+
+def test_faithful_update_matches_a_python_int_reference():
+    """784 -> 4 -> 3 -> 10 is too big to write out; a 6-pixel, 4-3-10 net with hand-set weights runs the same code."""
+    torch.manual_seed(0)
+    model = PocketMLP((6, 4, 3, 10), variant="faithful")
+    g = torch.Generator().manual_seed(3)
+    for lin in model.linears:
+        lin.weight.copy_(torch.randint(-400, 401, lin.weight.shape, generator=g))
+        lin.bias.copy_(torch.randint(-900, 901, lin.bias.shape, generator=g))
+    x = torch.randint(0, 256, (5, 1, 2, 3), generator=g, dtype=torch.uint8)
+    y = torch.tensor([3, 0, 9, 3, 7])
+    rule = create_rule("dfa", model, mode="faithful", seed=11, lr_inv=7)
+    opt = rule.configure_optimizer()
+    W = [lin.weight.tolist() for lin in model.linears]
+    b = [lin.bias.tolist() for lin in model.linears]
+    B = [rule.feedback(k).tolist() for k in range(2)]
+    # r_k = isqrt(393204 // (n_{k-1} + n_k)) from the hidden layer's own fan-in and fan-out
+    assert [max(abs(v) for row in Bk for v in row) for Bk in B] <= [math.isqrt(393204 // 10), math.isqrt(393204 // 7)]
+
+    # forward, per sample, in Python ints
+    acts, gs = [[list(map(int, img.flatten())) for img in x]], []
+    for k in range(3):
+        fan_in = len(W[k][0])
+        out, gk = [], []
+        for a in acts[-1]:
+            pairs = [ref_tanh(c_div(sum(w * v for w, v in zip(W[k][j], a)) + b[k][j], 256 * fan_in)) for j in range(len(W[k]))]
+            out.append([p[0] for p in pairs])
+            gk.append([p[1] for p in pairs])
+        acts.append(out)
+        gs.append(gk)
+    e = [[acts[3][n][c] - (TARGET if c == int(y[n]) else 0) for c in range(10)] for n in range(5)]
+    deltas = [None, None, [[c_div(e[n][c], gs[2][n][c]) for c in range(10)] for n in range(5)]]
+    for k in range(2):
+        deltas[k] = [[c_div(sum(e[n][c] * B[k][c][j] for c in range(10)), gs[k][n][j]) for j in range(len(W[k]))]
+                     for n in range(5)]
+    new_W, new_b = [], []
+    for k in range(3):
+        new_W.append([[max(-32767, min(32767, W[k][j][i] - c_div(sum(deltas[k][n][j] * acts[k][n][i] for n in range(5)), 7)))
+                       for i in range(len(W[k][0]))] for j in range(len(W[k]))])
+        new_b.append([max(-32767, min(32767, b[k][j] - c_div(sum(deltas[k][n][j] for n in range(5)), 7)))
+                      for j in range(len(W[k]))])
+    loss = sum(c_div(v * v, 2) for row in e for v in row)
+
+    stats = rule.step(x, y, opt)
+    opt.step()
+    assert int(stats["loss"]) == loss
+    assert [lin.weight.tolist() for lin in model.linears] == new_W
+    assert [lin.bias.tolist() for lin in model.linears] == new_b
+    assert any(W[k] != new_W[k] for k in range(3))  # the update is not trivially zero
+
+
+def test_improved_softmax_error_matches_float_softmax():
+    model = create_model("pocketnn_mlp_mnist")
+    rule = create_rule("dfa", model)
+    scores = torch.tensor([[0, 16, 32, -40, 5, 0, 0, 0, 0, 300], [7] * 10], dtype=torch.int16)
+    y = torch.tensor([2, 4])
+    e, loss = rule._softmax_error(scores, y)
+    p = torch.softmax(scores.double() / 16, 1)  # logits are 16 per nat
+    ref = (p - torch.nn.functional.one_hot(y, 10)) * E_ONE
+    assert (e.double() - ref).abs().max() <= 1.0
+    nll = -torch.log(p[torch.arange(2), y]) * 16
+    assert abs(int(loss) - float(nll.sum())) <= 2
+
+
+def test_augmentation_translates_by_at_most_the_shift():
+    model = create_model("pocketnn_mlp_mnist")
+    rule = create_rule("dfa", model, augment_shift=1)
+    x = torch.zeros(50, 1, 28, 28, dtype=torch.uint8)
+    x[:, 0, 10, 20] = 200
+    out = rule._augment(x)
+    pos = out.view(50, -1).argmax(1)
+    dy, dx = pos // 28 - 10, pos % 28 - 20
+    assert torch.equal(out.view(50, -1).sum(1), torch.full((50,), 200))
+    assert int(dy.abs().max()) == 1 and int(dx.abs().max()) == 1 and len(set((dy * 3 + dx).tolist())) > 5
