@@ -179,3 +179,23 @@ def test_augmentation_translates_by_at_most_the_shift():
     dy, dx = pos // 28 - 10, pos % 28 - 20
     assert torch.equal(out.view(50, -1).sum(1), torch.full((50,), 200))
     assert int(dy.abs().max()) == 1 and int(dx.abs().max()) == 1 and len(set((dy * 3 + dx).tolist())) > 5
+
+
+def test_plain_pytorch_loop_learns_a_toy_task():
+    """The README's loop without Lightning, on images whose class is a bright 4x4 block at one of 10 places."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (300,), generator=g)
+    x = torch.randint(0, 60, (300, 1, 28, 28), generator=g, dtype=torch.uint8)
+    for c in range(10):
+        x[y == c, 0, 2 + 2 * c : 6 + 2 * c, 4 + 2 * c : 8 + 2 * c] = 250
+    model = create_model("pocketnn_mlp_mnist", seed=0)
+    model.fit_input(x)
+    rule = create_rule("dfa", model, seed=0, lr_inv=64, lr_milestones=[3])
+    opt = rule.configure_optimizer()
+    for epoch in range(4):
+        rule.on_train_epoch_start(epoch, opt)
+        for idx in torch.randperm(len(y), generator=g).split(20):
+            rule.step(x[idx], y[idx], opt)
+            opt.step()
+    model.eval()
+    assert int((rule.predict(x).argmax(1) == y).sum()) >= 270

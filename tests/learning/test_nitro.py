@@ -117,3 +117,18 @@ def test_rule_state_holds_the_schedule():
     assert opt.param_groups[0]["lr_inv"] == 512 * 3  # tracked from epoch 10, a decay after 15 stalled epochs
     assert int(rule.state_dict()["schedule.decays"]) == 1
     assert not rule.should_stop
+
+
+def test_lr_milestones_are_idempotent_and_combine_with_plateau_decays():
+    model = create_model("nitro_mlp1")
+    rule = create_rule("nitro", model, lr_milestones=[2, 4], plateau_start=0, plateau_patience=1)
+    opt = rule.configure_optimizer()
+    seen = []
+    for epoch in range(5):
+        rule.on_train_epoch_start(epoch, opt)
+        rule.on_train_epoch_start(epoch, opt)  # a resumed run calls it again for the same epoch
+        seen.append(opt.param_groups[0]["lr_inv"])
+    assert seen == [512, 512, 1536, 1536, 4608]
+    rule.on_validation_end(10, 100, opt)  # epoch 0 of the plateau rule: sets its best
+    rule.on_validation_end(10, 100, opt)  # no improvement, patience 1: one decay
+    assert all(g["lr_inv"] == 4608 * 3 for g in opt.param_groups)

@@ -25,22 +25,29 @@ Two modes:
     exact int64 where PocketNN's int32 could wrap (it never does at batch 20), and B and the shuffle come from
     seeded torch generators instead of glibc's ``rand()``.
 
-``"improved"`` (default; model variant ``"improved"``) -- the same algorithm written as fixed-point float DFA
-(every scale a power of two, so the integer run tracks float DFA with learning rate ``1 / lr_inv``):
-    * loss: softmax cross-entropy on the integer logits (16 per nat). ``p`` comes from a 256-entry exp table
-      (``2**15 exp(-d/16)`` of the distance to the row maximum) and one rounded division by the row sum;
-      ``e = p - onehot`` with ``E_ONE = 1024`` = probability 1; the reported loss is ``-ln p_y`` in 1/16 nat.
-    * deltas multiply by the activation's slope (0 when saturated) instead of dividing by G: exact, no leak
-      through saturated units, and no 2x bias of tanh's G.
-    * B_k uniform on [-16, 16] without 0, read as [-1, 1] (feedback_bound = 16 = 1.0).
-    * one IntegerSGD group per layer whose divisor ``lr_inv * amp_k`` undoes the layer's fixed-point units,
-      ``amp_k = 8 * E_ONE * R_k * input_one_k / weight_one`` (R_k: feedback bound, 1 for the output layer);
-      the bias gradient is ``input_one_k**2 * sum(delta)``, the gradient of a weight on a constant 1.0 input
-      stored in the units of z, so biases share the weights' step.
-    * rounding to nearest with the residual carried over (error feedback): no dead zone, no drift.
-    * a step schedule: ``lr_inv`` doubles at each epoch in ``lr_milestones``.
-    * optional augmentation: a random translation by up to ``augment_shift`` pixels per image (zero fill),
-      drawn from a generator seeded by (seed, step counter), so a resumed run draws the same shifts.
+``"improved"`` (default; model variant ``"improved"``) -- float DFA written in fixed point. Every quantity has
+a power-of-two unit (model: input 32 = one std, activations 128 = 1.0, weights 2**13 = 1.0, logits 16 per nat;
+rule: e in 1/1024, B 8 = 1.0), so the integer run follows float DFA with learning rate ``1 / lr_inv`` per summed
+sample, rounding aside:
+    * loss: softmax cross-entropy on the logits. ``p`` comes from a 256-entry exp table (``2**15 exp(-d/16)`` of
+      the distance ``d`` below the row maximum) and one rounded division by the row sum; ``e = p - onehot`` in
+      1/1024. The reported loss is ``sum -ln p_y`` in 1/16 nat.
+    * deltas multiply by the activation's slope (eighths: 8, 4, 1, 0 where saturated) and round:
+      ``delta = round(g * slope / 8)`` -- exact pieces, no leak through saturated units (PocketNN's ``G = 127``
+      leaks), no factor-2 bias of tanh's G, and ``|delta| <= |g| < 2**15`` keeps the weight-gradient product at two
+      int8 limbs. ``backward="inv_slope"`` restores PocketNN's ``T(g / G)`` (ablation).
+    * ``B_k`` uniform on [-8, 8] without 0 (``feedback_bound``), read as [-1, 1].
+    * one IntegerSGD group per layer, divisor ``lr_inv * amp_k`` with ``amp_k = 1024 * R_k * input_one_k /
+      weight_one`` (``R_k`` = 8 for hidden layers, 1 for the output): the units of its gradient.
+    * SGD rounding ``floor`` with the residual carried to the next step (error feedback): the applied update is
+      the floor of the exact running sum, so small gradients accumulate instead of dying in a dead zone, and with
+      a power-of-two divisor the division is a shift.
+    * ``lr_inv`` doubles at each epoch in ``lr_milestones`` (a step schedule of shifts).
+    * optional L2 weight decay ``2**-decay_shift`` per sample, added to the gradient (``N 2**-s w`` in its units).
+    * optional augmentation, drawn from a generator seeded by (seed, step counter), so a resumed run draws the
+      same: a random translation by up to ``augment_shift`` pixels (zero fill) and a left-right flip.
+    * the model has no biases (see :class:`~torch_intnn.models.pocketnn.PocketMLP`); a model with biases gets
+      ``input_one_k**2 * sum(delta)``, the gradient of a weight on a constant 1.0 input in the units of z.
 """
 
 from __future__ import annotations
@@ -54,7 +61,7 @@ from torch_intnn.learning.base import LearningRule, register_rule
 from torch_intnn.learning.sgd import IntegerSGD
 from torch_intnn.nn.init import uniform_nonzero_int_
 from torch_intnn.ops.matmul import int_matmul
-from torch_intnn.ops.rounding import div_floor, div_trunc
+from torch_intnn.ops.rounding import div_floor, div_trunc, shift_round
 
 __all__ = ["DFA", "E_ONE", "TARGET"]
 
@@ -62,6 +69,15 @@ TARGET = 15  # faithful: target value of the true class (UNSIGNED_4BIT_MAX)
 E_ONE = 1024  # improved: the output error e = p - onehot in units of 1/1024
 _EXP_ONE = 2**15  # exp table scale
 _LOGIT_ONE = 16  # improved logits: 16 per nat (models.pocketnn.LOGIT_ONE)
+
+
+_SMALL = 4096  # outputs of at most this many elements (the output layer's 10 x 50) skip the int8 limbs
+
+
+def _small_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact ``a @ b`` in int64 for small products (e @ B has K = 10): on CPU a plain int64 GEMM costs less than
+    splitting into int8 limbs; elsewhere (CUDA has no int64 GEMM) the limb path."""
+    return int_matmul(a, b, backend="plain" if a.device.type == "cpu" else "auto")
 
 
 def _bits(bound: int) -> int:
@@ -79,8 +95,11 @@ class DFA(LearningRule):
         seed: seeds the feedback matrices and the augmentation stream.
         lr_inv: initial learning-rate divisor (faithful 1000; improved 512 with batch 100).
         lr_milestones: improved only: epochs (from 0) at whose start ``lr_inv`` doubles.
-        feedback_bound: improved only: B entries are uniform on [-bound, bound] without 0 (default 16 = 1.0).
+        feedback_bound: improved only: B entries are uniform on [-bound, bound] without 0 (default 8 = 1.0).
         augment_shift: improved only: random translation of each training image by up to this many pixels.
+        augment_flip: improved only: mirror each training image left-right with probability 1/2.
+        decay_shift: improved only: L2 weight decay of ``2**-decay_shift`` per sample (None: off).
+        backward: ``"slope"`` (improved) or ``"inv_slope"`` (PocketNN's ``T(g / G)``; faithful).
         rounding, residual: override the IntegerSGD rounding and error feedback (ablations).
     """
 
@@ -92,8 +111,12 @@ class DFA(LearningRule):
         seed: int = 0,
         lr_inv: int | None = None,
         lr_milestones: list[int] | tuple[int, ...] = (),
-        feedback_bound: int = 16,
+        feedback_bound: int = 8,
         augment_shift: int = 0,
+        augment_flip: bool = False,
+        decay_shift: int | None = None,
+        backward: str | None = None,
+        hidden_lr_shift: int = 0,
         rounding: str | None = None,
         residual: bool | None = None,
     ) -> None:
@@ -111,7 +134,13 @@ class DFA(LearningRule):
         self.lr_inv = lr_inv if lr_inv is not None else (1000 if self.faithful else 512)
         self.lr_milestones = tuple(sorted(lr_milestones))
         self.augment_shift = 0 if self.faithful else augment_shift
-        self.rounding = rounding or ("trunc" if self.faithful else "round")
+        self.augment_flip = augment_flip and not self.faithful
+        self.decay_shift = None if self.faithful else decay_shift
+        self.backward = backward or ("inv_slope" if self.faithful else "slope")
+        self.hidden_lr_shift = 0 if self.faithful else hidden_lr_shift
+        if self.backward not in ("slope", "inv_slope"):
+            raise ValueError(f"DFA backward must be 'slope' or 'inv_slope', got {self.backward!r}")
+        self.rounding = rounding or ("trunc" if self.faithful else "floor")
         self.residual = (not self.faithful) if residual is None else residual
         layers = list(zip(model.linears, model.acts))
         sizes = [lin.in_features for lin, _ in layers] + [layers[-1][0].out_features]
@@ -124,7 +153,8 @@ class DFA(LearningRule):
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))  # drives the augmentation stream
         if not self.faithful:
             exp = [round(_EXP_ONE * math.exp(-v / _LOGIT_ONE)) for v in range(256)]  # constants, built once
-            nll = [round(_LOGIT_ONE * math.log(E_ONE / max(p, 1))) for p in range(E_ONE + 1)]
+            # 16 ln(total / 2**15) for total >> 10 in [32, 320] (total, the sum of the exp table's row, is 2**15..10*2**15)
+            nll = [round(_LOGIT_ONE * math.log(max(i, 32) / 32)) for i in range(_EXP_ONE * 16 // 1024 + 1)]
             self.register_buffer("exp_table", torch.tensor(exp, dtype=torch.int32), persistent=False)
             self.register_buffer("nll_table", torch.tensor(nll, dtype=torch.int32), persistent=False)
 
@@ -143,10 +173,19 @@ class DFA(LearningRule):
         groups = []
         for k, lin in enumerate(layers):
             r = self.bounds[k] if k < len(layers) - 1 else 1
-            amp = 8 * E_ONE * r * self.model.input_one[k] // self.model.weight_one
             params = [p for p in (lin.weight, lin.bias) if p is not None]
-            groups.append({"params": params, "amp": max(1, amp)})
+            groups.append({"params": params, "amp": self._amp(k)})
         return IntegerSGD(groups, lr_inv=self.lr_inv, **common)
+
+    def _amp(self, k: int) -> int:
+        """Layer k's divisor beside lr_inv: E_ONE * R_k * input_one_k / weight_one, the units of its gradient."""
+        r = self.bounds[k] if k < len(self.bounds) else 1
+        num, den = E_ONE * r * self.model.input_one[k], self.model.weight_one
+        if k < len(self.bounds):  # hidden layers' step is 2**hidden_lr_shift times the output layer's
+            num, den = (num, den << self.hidden_lr_shift) if self.hidden_lr_shift >= 0 else (num << -self.hidden_lr_shift, den)
+        if num % den:
+            raise ValueError(f"DFA: layer {k}'s gradient units {num}/{den} are not an integer multiple of its weight's")
+        return num // den
 
     def lr_inv_at(self, epoch: int) -> int:
         """The learning-rate divisor of ``epoch`` (from 0), from the initial ``lr_inv`` (idempotent on resume)."""
@@ -165,37 +204,43 @@ class DFA(LearningRule):
         (hidden activations on a flat piece)."""
         model = self.model
         model.train()
-        if self.augment_shift:
+        if self.augment_shift or self.augment_flip:
             x = self._augment(x)
         self.steps += 1
         scores = model(x)  # (N, C)
         correct = (scores.argmax(1) == y).sum()
-        if self.faithful:
-            e, loss = self._l2_error(scores, y)
-            e_bits = _bits(TARGET + 127)
-        else:
-            e, loss = self._softmax_error(scores, y)
-            e_bits = _bits(E_ONE)
+        e, loss = self._l2_error(scores, y) if self.faithful else self._softmax_error(scores, y)
+        e_bits = _bits(TARGET + 127) if self.faithful else _bits(E_ONE)
+        layers = list(zip(model.linears, model.acts))
+        # All hidden projections e @ B_k in one product: (N, C) @ (C, n_1 + ... + n_{L-1})
+        feedback = torch.cat([self.feedback(k) for k in range(len(layers) - 1)], 1)
+        g_all = _small_matmul(e, feedback)
+        g_bound = (TARGET + 127) * 10 * max(self.bounds) if self.faithful else 2 * E_ONE * max(self.bounds)
         saturated = torch.zeros((), dtype=torch.int64)
-        last = len(model.linears) - 1
-        for k, (lin, act) in enumerate(zip(model.linears, model.acts)):
-            if k == last:
-                g, g_bound = e, 2**(e_bits - 1)
+        start = 0
+        for k, (lin, act) in enumerate(layers):
+            if k == len(layers) - 1:
+                g, bound = e, 2 ** (e_bits - 1)
             else:
-                g = int_matmul(e, self.feedback(k), a_bits=e_bits, b_bits=_bits(self.bounds[k]))  # (N, n_k)
-                g_bound = 2 * E_ONE * self.bounds[k] if not self.faithful else 10 * (TARGET + 127) * self.bounds[k]
-            if self.faithful:
+                g, bound = g_all[:, start : start + lin.out_features], g_bound
+                start += lin.out_features
+            if self.backward == "inv_slope":
                 inv = act.inv_slope
-                delta, d_bound = div_trunc(g, inv), g_bound
+                delta = div_trunc(g, inv)  # T(g / G)
                 flat = inv == 127
             else:
-                slope = act.slope
-                delta, d_bound = g * slope, 8 * g_bound
+                slope = act.slope  # 0, 1, 4 or 8 eighths of the centre slope
+                delta = shift_round(g * slope, 3)  # round(g * f'(z)), |delta| <= |g|
                 flat = slope == 0
-            if k < last:
+            if k < len(layers) - 1:
                 saturated = saturated + flat.sum()
-            a = lin.input  # (N, n_{k-1}), kept by the training-mode forward
-            grad_w = int_matmul(delta.T, a, a_bits=_bits(d_bound), b_bits=lin.input_bits)  # (n_k, n_{k-1})
+            # (n_k, N) @ (N, n_{k-1}): the batch sum of delta a^T; lin.input was kept by the training forward
+            if lin.out_features * lin.in_features <= _SMALL:
+                grad_w = _small_matmul(delta.T, lin.input)
+            else:
+                grad_w = int_matmul(delta.T, lin.input, a_bits=_bits(bound), b_bits=lin.input_bits)
+            if self.decay_shift is not None:  # L2 decay 2**-s per sample: N * 2**-s * w, in gradient units
+                grad_w = grad_w + shift_round(lin.weight.to(torch.int64) * (self._amp(k) * x.shape[0]), self.decay_shift)
             optimizer.set_grad(lin.weight, grad_w)
             if lin.bias is not None:
                 grad_b = delta.sum(0)
@@ -211,28 +256,36 @@ class DFA(LearningRule):
         return e, div_trunc(e * e, 2).sum()
 
     def _softmax_error(self, scores: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Integer softmax cross-entropy: ``e = p - onehot`` in 1/E_ONE (int32) and ``sum -ln p_y`` in 1/16 nat."""
+        """Integer softmax cross-entropy on logits (16 per nat): ``e = p - onehot`` in 1/E_ONE (N, C) int64 and
+        ``sum_n -ln p_y`` in 1/16 nat (int64 scalar)."""
         s = scores.to(torch.int32)
-        dist = (s.amax(1, keepdim=True) - s).clamp_(max=255)  # (N, C), 16 per nat below the row maximum
-        ex = torch.take(self.exp_table, dist.to(torch.int64))  # 2**15 * exp(-dist / 16)
-        total = ex.sum(1, keepdim=True)
-        p = div_floor(2 * E_ONE * ex + total, 2 * total)  # round(E_ONE * ex / total)
-        p_y = p.gather(1, y[:, None])
-        loss = torch.take(self.nll_table, p_y.to(torch.int64)).sum(dtype=torch.int64)
-        e = p.scatter_add(1, y[:, None], torch.full_like(p_y, -E_ONE))
+        top = s.amax(1, keepdim=True)
+        dist = (top - s).clamp_(max=255)  # (N, C): distance below the row maximum, 16 per nat
+        ex = self.exp_table.index_select(0, dist.view(-1)).view(dist.shape)  # 2**15 * exp(-dist / 16)
+        total = ex.sum(1, keepdim=True)  # int64, in [2**15, C * 2**15]
+        p = div_floor(2 * E_ONE * ex + total, 2 * total)  # round(E_ONE * ex / total), halves up
+        e = p.scatter_add(1, y[:, None], torch.full_like(y[:, None], -E_ONE))
+        # -ln p_y = (max - s_y) / 16 + ln(total / 2**15); the second term from a table over total / 1024
+        log_total = self.nll_table.index_select(0, div_floor(total, 1024).view(-1))
+        loss = (top - s.gather(1, y[:, None])).sum(dtype=torch.int64) + log_total.sum()
         return e, loss
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate each image by (dy, dx) in [-s, s]^2 with zero fill; draws from (seed, steps)."""
+        """Translate each image by (dy, dx) in [-s, s]^2 with zero fill, and mirror it left-right with probability
+        1/2 if ``augment_flip``; one gather. Draws from a generator seeded by (seed, steps)."""
         s = self.augment_shift
         n, c, h, w = x.shape
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.steps))
         off = torch.randint(0, 2 * s + 1, (2, n), generator=gen)
-        padded = nn.functional.pad(x, (s, s, s, s))  # (N, C, H + 2s, W + 2s), zeros
-        rows = (off[0][:, None] + torch.arange(h))[:, None, :, None]  # (N, 1, H, 1)
-        cols = (off[1][:, None] + torch.arange(w))[:, None, None, :]  # (N, 1, 1, W)
-        idx = torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None]
-        return padded[idx[0], idx[1], rows, cols]
+        hp, wp = h + 2 * s, w + 2 * s
+        padded = nn.functional.pad(x, (s, s, s, s)).reshape(n, -1)  # (N, C * hp * wp), zero border
+        rows = (torch.arange(c)[:, None] * hp + torch.arange(h)) * wp  # (C, H): row starts in the padded image
+        cols = torch.arange(w).expand(n, w)  # (N, W)
+        if self.augment_flip:
+            flip = torch.randint(0, 2, (n, 1), generator=gen)
+            cols = torch.where(flip == 1, w - 1 - cols, cols)
+        idx = rows.view(1, c, h, 1) + (cols + off[1][:, None]).view(n, 1, 1, w) + (off[0] * wp).view(n, 1, 1, 1)
+        return padded.gather(1, idx.view(n, -1)).view(n, c, h, w)
 
     def extra_repr(self) -> str:
         if self.faithful:
@@ -243,5 +296,5 @@ class DFA(LearningRule):
         return (
             f"mode=improved, softmax CE (e in 1/{E_ONE}), delta = g * slope, B uniform +-{self.bounds} without 0, "
             f"W -= {self.rounding}(sum / ({self.lr_inv} * amp)) with residual={self.residual}, "
-            f"lr_inv doubles at epochs {list(self.lr_milestones)}, augment_shift={self.augment_shift}"
+            f"lr_inv doubles at epochs {list(self.lr_milestones)}, augment_shift={self.augment_shift}, augment_flip={self.augment_flip}"
         )

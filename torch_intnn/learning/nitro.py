@@ -65,6 +65,10 @@ class NitroRule(LearningRule):
         rounding, residual, weight_bits: passed to :class:`IntegerSGD` (paper: ``"trunc"``, False, 16).
         plateau: run the :class:`PlateauSchedule` from :meth:`on_validation_end` (paper settings below).
         plateau_patience, plateau_start, min_delta_bp, stop_patience: the schedule's settings (15, 10, 100, 35).
+        lr_milestones: epochs (counted from 0) at whose start ``lr_inv`` is multiplied by 3, for runs with a
+            fixed epoch budget (the plateau rule needs tens of epochs to act). Combined with plateau decays:
+            ``lr_inv = base * 3 ** (milestones passed + plateau decays)``, recomputed (not accumulated), so a
+            resumed run, even one resumed mid-epoch, gets the same value.
     """
 
     def __init__(
@@ -86,6 +90,7 @@ class NitroRule(LearningRule):
         plateau_start: int = 10,
         min_delta_bp: int = 100,
         stop_patience: int = 35,
+        lr_milestones: tuple[int, ...] | list[int] = (),
     ) -> None:
         super().__init__(model)
         if conv_amp not in ("reference", "paper"):
@@ -97,6 +102,8 @@ class NitroRule(LearningRule):
         self.rounding, self.residual, self.weight_bits = rounding, residual, weight_bits
         self.register_buffer("seed", torch.tensor(seed, dtype=torch.int64))
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("epoch", torch.zeros((), dtype=torch.int64))
+        self.lr_milestones = tuple(sorted(lr_milestones))
         self.schedule = PlateauSchedule(3, plateau_patience, plateau_start, min_delta_bp, stop_patience) \
             if plateau else None
 
@@ -115,8 +122,24 @@ class NitroRule(LearningRule):
                                name=f"block{i}.head"))
         groups.append(dict(params=[self.model.output.linear.weight], amp=1, decay_inv=self.head_decay_inv,
                            name="output"))
-        return IntegerSGD(groups, lr_inv=self.lr_inv, rounding=self.rounding, weight_bits=self.weight_bits,
-                          residual=self.residual)
+        for group in groups:
+            group["base_lr_inv"] = self.lr_inv  # kept in the optimizer's state_dict; see _set_lr
+        opt = IntegerSGD(groups, lr_inv=self.lr_inv, rounding=self.rounding, weight_bits=self.weight_bits,
+                         residual=self.residual)
+        self._set_lr(opt)
+        return opt
+
+    def _set_lr(self, optimizer: IntegerSGD) -> None:
+        """``lr_inv = base * 3 ** (milestones passed + plateau decays)`` for every group."""
+        passed = sum(1 for m in self.lr_milestones if m <= int(self.epoch))
+        decays = int(self.schedule.decays) if self.schedule is not None else 0
+        for group in optimizer.param_groups:
+            group["lr_inv"] = group.get("base_lr_inv", self.lr_inv) * 3 ** (passed + decays)
+
+    def on_train_epoch_start(self, epoch: int, optimizer: IntegerSGD) -> None:
+        """Apply the epoch milestones (idempotent: calling it twice for one epoch changes nothing)."""
+        self.epoch.fill_(epoch)
+        self._set_lr(optimizer)
 
     def step_generator(self) -> torch.Generator:
         """The generator of this step's augmentation and dropout, from (seed, step counter) alone."""
@@ -157,7 +180,8 @@ class NitroRule(LearningRule):
     def on_validation_end(self, correct: int, total: int, optimizer: IntegerSGD) -> None:
         """Plateau schedule on the validation count: ``lr_inv`` x3 after ``plateau_patience`` stalled epochs."""
         if self.schedule is not None:
-            self.schedule.step(correct, total, optimizer)
+            self.schedule.step(correct, total)
+            self._set_lr(optimizer)
 
     @property
     def should_stop(self) -> bool:

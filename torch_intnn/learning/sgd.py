@@ -119,11 +119,18 @@ class IntegerSGD(torch.optim.Optimizer):
                 if group["residual"]:
                     g = g + self.state[p].get("residual", 0)
                 q = rnd(g, divisor)
-                residual = g - q * divisor if group["residual"] else None
+                residual = None
+                if group["residual"]:
+                    floor_by_power_of_two = group["rounding"] == "floor" and divisor & (divisor - 1) == 0
+                    # g - floor(g / 2**k) * 2**k is g's low k bits: one pass instead of two
+                    residual = torch.bitwise_and(g, divisor - 1) if floor_by_power_of_two else g - q * divisor
                 if group["decay_inv"]:
                     q = q + div_trunc(p.to(torch.int64), group["decay_inv"])
-                new = p.to(torch.int64) - q
-                outside = ((new < lo) | (new > hi)).sum()
+                new = p - q  # int64 by type promotion
+                low, high = torch.aminmax(new)
+                outside = torch.zeros((), dtype=torch.int64)
+                if int(low) < lo or int(high) > hi:  # count only when something saturates (one pass otherwise)
+                    outside = ((new < lo) | (new > hi)).sum()
                 if self.strict and int(outside):
                     self._grads.clear()
                     raise OverflowError(
