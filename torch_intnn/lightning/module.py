@@ -30,7 +30,8 @@ class IntegerClassifier(pl.LightningModule):
         model_args: keyword arguments of the model factory.
         rule: learning rule name (``"dfa"``, ``"nitro"``).
         rule_args: keyword arguments of the rule.
-        seed: seed of every integer buffer (weights, feedback matrices) and of the rule's randomness.
+        seed: seed of every integer buffer (weights, feedback matrices) and of the rule's randomness; default:
+            ``seed_everything``'s value under ``intnn fit``, else 0.
         histogram_every_n_epochs: how often weight histograms are written (0 = never).
     """
 
@@ -40,12 +41,13 @@ class IntegerClassifier(pl.LightningModule):
         model_args: dict | None = None,
         rule: str = "dfa",
         rule_args: dict | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         histogram_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
+        seed = 0 if seed is None else seed
         self.net = create_model(model, seed=seed, **(model_args or {}))
         self.rule = create_rule(rule, self.net, seed=seed, **(rule_args or {}))
         self.histogram_every_n_epochs = histogram_every_n_epochs
