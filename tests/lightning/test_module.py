@@ -82,3 +82,23 @@ def test_cli_test_subcommand_reads_a_checkpoint(fake_root, tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     main(["test", "--config", str(recipe), "--data.root", str(fake_root), "--ckpt_path", str(tmp_path / "m.ckpt")])
     assert "test/acc" in capsys.readouterr().out
+
+
+def test_cli_model_seed_follows_seed_everything(fake_root, tmp_path):
+    from lightning.pytorch import LightningDataModule, LightningModule
+
+    from torch_intnn.lightning.cli import IntnnCLI
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "model:\n  class_path: torch_intnn.lightning.IntegerClassifier\n  init_args: {model: toy_linear, rule: toy}\n"
+        "data:\n  class_path: torch_intnn.lightning.MNISTDataModule\n  init_args: {val_size: 200}\n"
+    )
+    weights = []
+    for seed in (3, 4):
+        cli = IntnnCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                       run=False, args=["--config", str(recipe), "--seed_everything", str(seed),
+                                        "--data.root", str(fake_root)])
+        assert cli.model.hparams.seed == seed
+        weights.append(cli.model.net.fc.weight.clone())
+    assert not torch.equal(*weights)
