@@ -92,6 +92,8 @@ def cnn_twin(
         blocks.append(nn.Sequential(*layers, nn.Linear(n_in, width, bias=False), _act(activation)))
         n_in = width
     output = nn.Linear(n_in, 10, bias=False)
+    if not fc:  # the output layer reads the last conv block's pooled maps directly
+        output = nn.Sequential(nn.Flatten(), output)
     return FloatNet(blocks, output, dataset)
 
 
@@ -123,9 +125,9 @@ TWIN_SPECS: dict[str, tuple] = {
     "nitro_vgg8b_mnist": _cnn(_VGG8B, [1024], "mnist"),
     "nitro_vgg8b_fmnist": _cnn(_VGG8B, [1024], "fmnist"),
     "nitro_vgg11b": _cnn(_VGG11B, [1024], "cifar10"),
-    "nitro_small_cnn": _cnn(_SMALL_CNN, [512], "cifar10"),
-    "nitro_small_cnn_mnist": _cnn(_SMALL_CNN, [512], "mnist"),
-    "nitro_small_cnn_fmnist": _cnn(_SMALL_CNN, [512], "fmnist"),
+    "nitro_small_cnn": _cnn(_SMALL_CNN, [], "cifar10"),
+    "nitro_small_cnn_mnist": _cnn(_SMALL_CNN, [], "mnist"),
+    "nitro_small_cnn_fmnist": _cnn(_SMALL_CNN, [], "fmnist"),
 }
 
 

@@ -166,12 +166,17 @@ class _NitroBlock(nn.Module):
     layer: IntLinear | IntConv2d
     head: NitroHead
 
-    def __init__(self, fan_in: int, k: int) -> None:
+    def __init__(self, layer: IntLinear | IntConv2d, head: NitroHead, fan_in: int, k: int) -> None:
         super().__init__()
+        self.layer = layer
         self.scaling = NitroScaling(256 * fan_in)
         self.act = NitroReLU(k)
+        self.head = head
         self.input: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
+
+    def extra_repr(self) -> str:
+        return "products at the tightest width the current values fit (value_bits): int32 sums when provable"
 
     def _affine(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -219,9 +224,9 @@ class NitroLinearBlock(_NitroBlock):
 
     def __init__(self, in_features: int, out_features: int, num_classes: int = 10, *, input_bits: int = 8,
                  k: int = 4, generator: torch.Generator | None = None) -> None:
-        super().__init__(in_features, k)
-        self.layer = IntLinear(in_features, out_features, bias=False, input_bits=input_bits, generator=generator)
-        self.head = NitroHead((out_features,), num_classes, generator=generator)
+        layer = IntLinear(in_features, out_features, bias=False, input_bits=input_bits, generator=generator)
+        head = NitroHead((out_features,), num_classes, generator=generator)
+        super().__init__(layer, head, in_features, k)
 
     def _affine(self, x: torch.Tensor) -> torch.Tensor:
         w = self.layer.weight
@@ -250,10 +255,9 @@ class NitroConvBlock(_NitroBlock):
     def __init__(self, in_channels: int, out_channels: int, size: tuple[int, int], num_classes: int = 10, *,
                  d_max: int = 4096, input_bits: int = 8, k: int = 4,
                  generator: torch.Generator | None = None) -> None:
-        super().__init__(9 * in_channels, k)
-        self.layer = IntConv2d(in_channels, out_channels, 3, 1, bias=False, input_bits=input_bits,
-                               generator=generator)
-        self.head = NitroHead((out_channels, *size), num_classes, d_max, generator=generator)
+        layer = IntConv2d(in_channels, out_channels, 3, 1, bias=False, input_bits=input_bits, generator=generator)
+        head = NitroHead((out_channels, *size), num_classes, d_max, generator=generator)
+        super().__init__(layer, head, 9 * in_channels, k)
         kh, kw = self.head.kernel
         self.positions_per_unit = max(1, size[0] * size[1] // (kh * kw))
 
