@@ -30,7 +30,7 @@ def _setup(name, mode, seed=0, **rule_args):
 @pytest.mark.parametrize("name", MODELS)
 @pytest.mark.parametrize("mode", ["faithful", "improved"])
 def test_step_and_inference_are_integer_only(name, mode):
-    model, rule, opt, x, y = _setup(name, mode, augment_shift=1)
+    model, rule, opt, x, y = _setup(name, mode, **({} if mode == "faithful" else {"augment_shift": 1, "decay_shift": 11}))
     with IntegerOnly():
         rule.on_train_epoch_start(0, opt)
         for _ in range(2):
@@ -75,9 +75,11 @@ def test_feedback_matrices_are_seeded_buffers_in_state_dict(name, bounds):
     assert all(int(improved.feedback(k).abs().max()) == 8 for k in range(len(bounds)))
 
 
-def test_mode_must_match_the_model_variant():
+def test_mode_must_match_the_model_variant_and_faithful_takes_no_improvements():
     with pytest.raises(ValueError, match="variant"):
         create_rule("dfa", create_model("pocketnn_mlp_mnist", variant="faithful"), mode="improved")
+    with pytest.raises(ValueError, match="augment_shift"):
+        create_rule("dfa", create_model("pocketnn_mlp_mnist", variant="faithful"), mode="faithful", augment_shift=1)
 
 
 def test_learning_rate_schedules():
@@ -87,6 +89,14 @@ def test_learning_rate_schedules():
     opt = improved.configure_optimizer()
     improved.on_train_epoch_start(5, opt)
     assert all(g["lr_inv"] == 1024 for g in opt.param_groups)
+    cosine = create_rule("dfa", create_model("pocketnn_mlp_mnist"), lr_inv=1000, cosine_epochs=4)
+    assert [cosine.lr_inv_at(e) for e in range(5)] == [1000, 1172, 2000, 6828, 6828]  # 2 lr_inv / (1 + cos(pi e / 4))
+
+
+def test_improved_units_give_each_layer_the_same_float_step():
+    rule = create_rule("dfa", create_model("pocketnn_mlp_fmnist"))
+    # amp_k = 1024 * R_k * input_one_k / 2**13: input 32 per std, activations 128, R = 8 for hidden layers, 1 output
+    assert [g["amp"] for g in rule.configure_optimizer().param_groups] == [32, 128, 128, 16]
 
 
 # ---- one faithful update by hand ------------------------------------------------------------------------------
@@ -167,6 +177,9 @@ def test_improved_softmax_error_matches_float_softmax():
     assert (e.double() - ref).abs().max() <= 1.0
     nll = -torch.log(p[torch.arange(2), y]) * 16
     assert abs(int(loss) - float(nll.sum())) <= 2
+    smooth = create_rule("dfa", model, label_smoothing=10)  # targets 10/1024 per class, 934/1024 on the true one
+    e_smooth, _ = smooth._softmax_error(scores, y)
+    assert torch.equal(e_smooth, e - 10 + 100 * torch.nn.functional.one_hot(y, 10))
 
 
 def test_augmentation_translates_by_at_most_the_shift():
@@ -184,18 +197,18 @@ def test_augmentation_translates_by_at_most_the_shift():
 def test_plain_pytorch_loop_learns_a_toy_task():
     """The README's loop without Lightning, on images whose class is a bright 4x4 block at one of 10 places."""
     g = torch.Generator().manual_seed(0)
-    y = torch.randint(0, 10, (300,), generator=g)
-    x = torch.randint(0, 60, (300, 1, 28, 28), generator=g, dtype=torch.uint8)
+    y = torch.randint(0, 10, (200,), generator=g)
+    x = torch.randint(0, 60, (200, 1, 28, 28), generator=g, dtype=torch.uint8)
     for c in range(10):
         x[y == c, 0, 2 + 2 * c : 6 + 2 * c, 4 + 2 * c : 8 + 2 * c] = 250
     model = create_model("pocketnn_mlp_mnist", seed=0)
     model.fit_input(x)
-    rule = create_rule("dfa", model, seed=0, lr_inv=64, lr_milestones=[3])
+    rule = create_rule("dfa", model, seed=0, lr_inv=64, lr_milestones=[1])
     opt = rule.configure_optimizer()
-    for epoch in range(4):
+    for epoch in range(2):
         rule.on_train_epoch_start(epoch, opt)
         for idx in torch.randperm(len(y), generator=g).split(20):
             rule.step(x[idx], y[idx], opt)
             opt.step()
     model.eval()
-    assert int((rule.predict(x).argmax(1) == y).sum()) >= 270
+    assert int((rule.predict(x).argmax(1) == y).sum()) >= 190  # an untrained model gets about 20

@@ -45,7 +45,7 @@ def test_training_step_and_inference_are_integer_only(name):
         opt.step()
         model.eval()
         scores = rule.predict(x)
-    assert scores.shape == (4, 10) and scores.dtype == torch.int8
+    assert scores.shape == (4, 10) and scores.dtype == (torch.int16 if model.ensemble else torch.int8)
     assert int(stats["loss"]) > 0
     assert not any(b.is_floating_point() for b in model.buffers())
 
@@ -73,3 +73,38 @@ def test_vgg8b_layout_follows_the_paper():
 def test_factories_reject_unknown_arguments():
     with pytest.raises(TypeError, match="unknown arguments"):
         create_model("nitro_mlp1", dropout=0.1)
+
+
+def test_lightning_fit_calls_fit_input_and_the_plateau_hook(fake_root, tmp_path):
+    import lightning.pytorch as pl
+
+    from torch_intnn.lightning import IntegerClassifier, MNISTDataModule
+
+    module = IntegerClassifier("nitro_mlp1", rule="nitro", rule_args={"plateau_start": 0, "plateau_patience": 1})
+    dm = MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200)
+    trainer = pl.Trainer(default_root_dir=tmp_path, max_epochs=2, limit_train_batches=2, limit_val_batches=1,
+                         enable_progress_bar=False,
+                         enable_model_summary=False, logger=False, enable_checkpointing=False)
+    trainer.fit(module, dm)
+    assert int(module.net.standardize.mad[0]) != 51  # fitted on the training images (51 is the unfitted value)
+    assert int(module.rule.steps) == 4 and int(module.rule.schedule.epoch) == 2
+
+
+def test_ensemble_scores_are_the_sum_of_every_head_and_the_output():
+    model = create_model("nitro_small_cnn_mnist", width_div=16).eval()
+    assert model.ensemble
+    x, _ = _batch("nitro_small_cnn_mnist")
+    model.fit_input(x)
+    for block in model.blocks:  # non-trivial scores
+        block.layer.weight.mul_(40)
+        block.head.linear.weight.mul_(40)
+    with IntegerOnly():
+        scores = model(x)
+    h, expected = model.standardize(x), 0
+    for stage in model.stages:
+        h = stage(h)
+        if hasattr(stage, "head"):
+            expected = expected + stage.head(h).to(torch.int64)
+    expected = expected + model.output(h).to(torch.int64)
+    assert scores.dtype == torch.int16 and torch.equal(scores.to(torch.int64), expected)
+    assert expected.abs().sum() > 0

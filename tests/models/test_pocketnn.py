@@ -90,3 +90,4 @@ def test_inference_is_integer_only(name, variant):
     assert scores.shape == (3, 10)
     assert not any(t.is_floating_point() for t in model.state_dict().values())
     assert "PocketTanh" in repr(model)
+

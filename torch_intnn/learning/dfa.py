@@ -42,8 +42,11 @@ sample, rounding aside:
     * SGD rounding ``floor`` with the residual carried to the next step (error feedback): the applied update is
       the floor of the exact running sum, so small gradients accumulate instead of dying in a dead zone, and with
       a power-of-two divisor the division is a shift.
-    * ``lr_inv`` doubles at each epoch in ``lr_milestones`` (a step schedule of shifts).
+    * a schedule: ``lr_inv`` doubles at each epoch in ``lr_milestones`` (powers of two: shifts), or follows a
+      cosine over ``cosine_epochs`` (``lr_inv_e = round(2 lr_inv / (1 + cos(pi e / E)))``, any integer).
     * optional L2 weight decay ``2**-decay_shift`` per sample, added to the gradient (``N 2**-s w`` in its units).
+    * optional label smoothing: the target is ``label_smoothing / 1024`` on every class plus the rest on the
+      true one.
     * optional augmentation, drawn from a generator seeded by (seed, step counter), so a resumed run draws the
       same: a random translation by up to ``augment_shift`` pixels (zero fill) and a left-right flip.
     * the model has no biases (see :class:`~torch_intnn.models.pocketnn.PocketMLP`); a model with biases gets
@@ -58,6 +61,7 @@ import torch
 from torch import nn
 
 from torch_intnn.learning.base import LearningRule, register_rule
+from torch_intnn.learning.schedule import cosine_divisor
 from torch_intnn.learning.sgd import IntegerSGD
 from torch_intnn.nn.init import uniform_nonzero_int_
 from torch_intnn.ops.matmul import int_matmul
@@ -71,6 +75,7 @@ _EXP_ONE = 2**15  # exp table scale
 _LOGIT_ONE = 16  # improved logits: 16 per nat (models.pocketnn.LOGIT_ONE)
 
 
+_DECAY_EVERY = 16  # weight decay is applied every 16 steps, 16 times as strong
 _SMALL = 4096  # outputs of at most this many elements (the output layer's 10 x 50) skip the int8 limbs
 
 
@@ -98,7 +103,9 @@ class DFA(LearningRule):
         feedback_bound: improved only: B entries are uniform on [-bound, bound] without 0 (default 8 = 1.0).
         augment_shift: improved only: random translation of each training image by up to this many pixels.
         augment_flip: improved only: mirror each training image left-right with probability 1/2.
+        cosine_epochs: improved only: a cosine schedule over this many epochs instead of milestones.
         decay_shift: improved only: L2 weight decay of ``2**-decay_shift`` per sample (None: off).
+        label_smoothing: improved only: target mass per class in 1/1024 (10: 934/1024 on the true class).
         backward: ``"slope"`` (improved) or ``"inv_slope"`` (PocketNN's ``T(g / G)``; faithful).
         rounding, residual: override the IntegerSGD rounding and error feedback (ablations).
     """
@@ -116,7 +123,8 @@ class DFA(LearningRule):
         augment_flip: bool = False,
         decay_shift: int | None = None,
         backward: str | None = None,
-        hidden_lr_shift: int = 0,
+        label_smoothing: int = 0,
+        cosine_epochs: int | None = None,
         rounding: str | None = None,
         residual: bool | None = None,
     ) -> None:
@@ -131,13 +139,16 @@ class DFA(LearningRule):
             )
         self.mode, self.seed = mode, seed
         self.faithful = mode == "faithful"
+        improved_only = dict(lr_milestones=tuple(lr_milestones), augment_shift=augment_shift, augment_flip=augment_flip,
+                             decay_shift=decay_shift, label_smoothing=label_smoothing, cosine_epochs=cosine_epochs)
+        if self.faithful and any(improved_only.values()):
+            used = sorted(k for k, v in improved_only.items() if v)
+            raise ValueError(f"DFA: {', '.join(used)} apply to mode='improved' only; faithful mode is PocketNN's as is")
         self.lr_inv = lr_inv if lr_inv is not None else (1000 if self.faithful else 512)
         self.lr_milestones = tuple(sorted(lr_milestones))
-        self.augment_shift = 0 if self.faithful else augment_shift
-        self.augment_flip = augment_flip and not self.faithful
-        self.decay_shift = None if self.faithful else decay_shift
+        self.augment_shift, self.augment_flip = augment_shift, augment_flip
+        self.decay_shift, self.label_smoothing, self.cosine_epochs = decay_shift, label_smoothing, cosine_epochs
         self.backward = backward or ("inv_slope" if self.faithful else "slope")
-        self.hidden_lr_shift = 0 if self.faithful else hidden_lr_shift
         if self.backward not in ("slope", "inv_slope"):
             raise ValueError(f"DFA backward must be 'slope' or 'inv_slope', got {self.backward!r}")
         self.rounding = rounding or ("trunc" if self.faithful else "floor")
@@ -153,8 +164,8 @@ class DFA(LearningRule):
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))  # drives the augmentation stream
         if not self.faithful:
             exp = [round(_EXP_ONE * math.exp(-v / _LOGIT_ONE)) for v in range(256)]  # constants, built once
-            # 16 ln(total / 2**15) for total >> 10 in [32, 320] (total, the sum of the exp table's row, is 2**15..10*2**15)
-            nll = [round(_LOGIT_ONE * math.log(max(i, 32) / 32)) for i in range(_EXP_ONE * 16 // 1024 + 1)]
+            # 16 ln(total / 2**15) at total // 1024, for a row sum total of the exp table in [2**15, 16 * 2**15]
+            nll = [round(_LOGIT_ONE * math.log(max(i, 32) / 32)) for i in range(16 * _EXP_ONE // 1024 + 1)]
             self.register_buffer("exp_table", torch.tensor(exp, dtype=torch.int32), persistent=False)
             self.register_buffer("nll_table", torch.tensor(nll, dtype=torch.int32), persistent=False)
 
@@ -181,8 +192,6 @@ class DFA(LearningRule):
         """Layer k's divisor beside lr_inv: E_ONE * R_k * input_one_k / weight_one, the units of its gradient."""
         r = self.bounds[k] if k < len(self.bounds) else 1
         num, den = E_ONE * r * self.model.input_one[k], self.model.weight_one
-        if k < len(self.bounds):  # hidden layers' step is 2**hidden_lr_shift times the output layer's
-            num, den = (num, den << self.hidden_lr_shift) if self.hidden_lr_shift >= 0 else (num << -self.hidden_lr_shift, den)
         if num % den:
             raise ValueError(f"DFA: layer {k}'s gradient units {num}/{den} are not an integer multiple of its weight's")
         return num // den
@@ -191,6 +200,8 @@ class DFA(LearningRule):
         """The learning-rate divisor of ``epoch`` (from 0), from the initial ``lr_inv`` (idempotent on resume)."""
         if self.faithful:
             return self.lr_inv * 2 ** ((epoch + 1) // 10)  # doubled at the start of epochs 10, 20, ... (1-based)
+        if self.cosine_epochs:  # lr = lr_0 (1 + cos(pi e / E)) / 2, as an integer divisor (rational arithmetic)
+            return cosine_divisor(self.lr_inv, epoch, self.cosine_epochs)
         return self.lr_inv * 2 ** sum(1 for m in self.lr_milestones if m <= epoch)
 
     def on_train_epoch_start(self, epoch: int, optimizer: IntegerSGD) -> None:
@@ -239,8 +250,11 @@ class DFA(LearningRule):
                 grad_w = _small_matmul(delta.T, lin.input)
             else:
                 grad_w = int_matmul(delta.T, lin.input, a_bits=_bits(bound), b_bits=lin.input_bits)
-            if self.decay_shift is not None:  # L2 decay 2**-s per sample: N * 2**-s * w, in gradient units
-                grad_w = grad_w + shift_round(lin.weight.to(torch.int64) * (self._amp(k) * x.shape[0]), self.decay_shift)
+            if self.decay_shift is not None and int(self.steps) % _DECAY_EVERY == 0:
+                # L2 decay 2**-s per sample, N * 2**-s * w in gradient units, applied every _DECAY_EVERY steps
+                # with that many times the weight (the residual carries it exactly; a pass over W saved 15 times in 16)
+                factor = self._amp(k) * x.shape[0] * _DECAY_EVERY
+                grad_w = grad_w + shift_round(lin.weight.to(torch.int64) * factor, self.decay_shift)
             optimizer.set_grad(lin.weight, grad_w)
             if lin.bias is not None:
                 grad_b = delta.sum(0)
@@ -264,7 +278,9 @@ class DFA(LearningRule):
         ex = self.exp_table.index_select(0, dist.view(-1)).view(dist.shape)  # 2**15 * exp(-dist / 16)
         total = ex.sum(1, keepdim=True)  # int64, in [2**15, C * 2**15]
         p = div_floor(2 * E_ONE * ex + total, 2 * total)  # round(E_ONE * ex / total), halves up
-        e = p.scatter_add(1, y[:, None], torch.full_like(y[:, None], -E_ONE))
+        e = p.scatter_add(1, y[:, None], torch.full_like(y[:, None], -E_ONE + s.shape[1] * self.label_smoothing))
+        if self.label_smoothing:  # target: label_smoothing / E_ONE on every class, the rest on the true one
+            e = e - self.label_smoothing
         # -ln p_y = (max - s_y) / 16 + ln(total / 2**15); the second term from a table over total / 1024
         log_total = self.nll_table.index_select(0, div_floor(total, 1024).view(-1))
         loss = (top - s.gather(1, y[:, None])).sum(dtype=torch.int64) + log_total.sum()
@@ -272,20 +288,18 @@ class DFA(LearningRule):
 
     def _augment(self, x: torch.Tensor) -> torch.Tensor:
         """Translate each image by (dy, dx) in [-s, s]^2 with zero fill, and mirror it left-right with probability
-        1/2 if ``augment_flip``; one gather. Draws from a generator seeded by (seed, steps)."""
+        1/2 if ``augment_flip``. Draws from a generator seeded by (seed, steps)."""
         s = self.augment_shift
         n, c, h, w = x.shape
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.steps))
         off = torch.randint(0, 2 * s + 1, (2, n), generator=gen)
-        hp, wp = h + 2 * s, w + 2 * s
-        padded = nn.functional.pad(x, (s, s, s, s)).reshape(n, -1)  # (N, C * hp * wp), zero border
-        rows = (torch.arange(c)[:, None] * hp + torch.arange(h)) * wp  # (C, H): row starts in the padded image
-        cols = torch.arange(w).expand(n, w)  # (N, W)
+        # every shifted window is a view of the padded batch, (N, C, 2s+1, 2s+1, H, W); pick one per image
+        windows = nn.functional.pad(x, (s, s, s, s)).unfold(2, h, 1).unfold(3, w, 1)
+        out = windows[torch.arange(n), :, off[0], off[1]]  # (N, C, H, W), one copy of the batch
         if self.augment_flip:
-            flip = torch.randint(0, 2, (n, 1), generator=gen)
-            cols = torch.where(flip == 1, w - 1 - cols, cols)
-        idx = rows.view(1, c, h, 1) + (cols + off[1][:, None]).view(n, 1, 1, w) + (off[0] * wp).view(n, 1, 1, 1)
-        return padded.gather(1, idx.view(n, -1)).view(n, c, h, w)
+            flip = torch.randint(0, 2, (n, 1, 1, 1), generator=gen, dtype=torch.bool)
+            out = torch.where(flip, out.flip(3), out)
+        return out
 
     def extra_repr(self) -> str:
         if self.faithful:

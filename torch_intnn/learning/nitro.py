@@ -152,9 +152,9 @@ class NitroRule(LearningRule):
         Args:
             x: (N, C, H, W) uint8 raw images. y: (N,) int64 labels.
         Returns:
-            int64 scalars: ``loss`` (output-layer RSS, summed over the batch), ``correct`` (pre-update output
-            predictions), ``local_loss`` (sum of the heads' RSS) and ``saturated`` (block scaling outputs at
-            +-127).
+            int64 scalars: ``loss`` (output-layer RSS, summed over the batch), ``correct`` (pre-update
+            predictions of the model: the output layer, or the sum of all heads for an ensemble), ``local_loss``
+            (sum of the heads' RSS) and ``saturated`` (block scaling outputs at +-127).
         """
         model = self.model
         model.train()
@@ -167,14 +167,18 @@ class NitroRule(LearningRule):
         optimizer.set_grad(model.output.linear.weight, grad_out)
         local = torch.zeros((), dtype=torch.int64)
         saturated = torch.zeros((), dtype=torch.int64)
+        ensemble = out.to(torch.int16) if getattr(model, "ensemble", False) else None
         for block in reversed(model.blocks):
             saturated += (block.act.input.abs() >= 127).sum()
-            delta_b, loss_b = rss_loss(block.head(block.output), target)
+            y_hat = block.head(block.output)
+            if ensemble is not None:  # the model predicts with the sum of all heads (NitroNet ensemble=True)
+                ensemble += y_hat.to(torch.int16)
+            delta_b, loss_b = rss_loss(y_hat, target)
             local += loss_b
             grad_head, grad_fwd = block.backward(delta_b)
             optimizer.set_grad(block.head.linear.weight, grad_head)
             optimizer.set_grad(block.layer.weight, grad_fwd)
-        correct = (out.argmax(1) == y).sum()
+        correct = ((out if ensemble is None else ensemble).argmax(1) == y).sum()
         return {"loss": loss, "correct": correct, "local_loss": local, "saturated": saturated}
 
     def on_validation_end(self, correct: int, total: int, optimizer: IntegerSGD) -> None:

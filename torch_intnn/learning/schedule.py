@@ -12,10 +12,36 @@ saved with the learning rule and a resumed run schedules the same way.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import torch
 from torch import nn
 
-__all__ = ["PlateauSchedule"]
+__all__ = ["PlateauSchedule", "cosine_divisor"]
+
+_PI = Fraction(245850922, 78256779)  # a convergent of pi, within 1e-16
+
+
+def _cos(x: Fraction) -> Fraction:
+    """cos(x) for 0 <= x <= pi as an exact rational Taylor sum (error below 1e-15); integers only."""
+    term, total, n = Fraction(1), Fraction(1), 0
+    while abs(term) > Fraction(1, 10**16):
+        n += 2
+        term = -term * x * x / (n * (n - 1))
+        total += term
+    return total
+
+
+def cosine_divisor(lr_inv: int, epoch: int, epochs: int) -> int:
+    """The learning-rate divisor of a cosine schedule: ``round(2 lr_inv / (1 + cos(pi e / E)))`` at epoch
+    ``e = min(epoch, E - 1)``, so the step size ``1 / lr_inv_e`` follows ``(1 + cos) / 2`` from ``1 / lr_inv``.
+
+    Computed with Python integers and fractions (no float), so every platform gets the same divisor.
+    """
+    if epochs < 1 or lr_inv < 1:
+        raise ValueError(f"cosine_divisor needs lr_inv >= 1 and epochs >= 1, got {lr_inv}, {epochs}")
+    e = min(max(epoch, 0), epochs - 1)
+    return round(2 * lr_inv / (1 + _cos(_PI * e / epochs)))
 
 
 class PlateauSchedule(nn.Module):

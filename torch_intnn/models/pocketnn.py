@@ -31,7 +31,7 @@ from torch_intnn.nn.activations import PocketRescale, PocketTanh
 from torch_intnn.nn.init import uniform_int_
 from torch_intnn.nn.linear import IntLinear
 from torch_intnn.ops._checks import check_integer
-from torch_intnn.ops.rounding import div_round, shift_round
+from torch_intnn.ops.rounding import shift_round
 
 __all__ = ["PocketInput", "PocketMLP", "pocketnn_mlp_mnist", "pocketnn_mlp_fmnist"]
 
@@ -54,16 +54,14 @@ class PocketInput(nn.Module):
             128, std 64); the map is applied as a 256-entry table (``table``, also a buffer), one gather per pixel.
     """
 
-    def __init__(self, mode: str = "raw", features: int = 784) -> None:
+    def __init__(self, mode: str = "raw") -> None:
         super().__init__()
-        if mode not in ("raw", "standardize", "standardize_pixel"):
-            raise ValueError(f"PocketInput mode must be 'raw', 'standardize' or 'standardize_pixel', got {mode!r}")
+        if mode not in ("raw", "standardize"):
+            raise ValueError(f"PocketInput mode must be 'raw' or 'standardize', got {mode!r}")
         self.mode = mode
         self.register_buffer("mean", torch.tensor(128, dtype=torch.int32))
         self.register_buffer("gain", torch.tensor(STD_ONE * (1 << _GAIN_SHIFT) // 64, dtype=torch.int32))
         self.register_buffer("table", torch.zeros(256, dtype=torch.int8))
-        # per-pixel means for "standardize_pixel" (an ablation); 128 until fitted
-        self.register_buffer("pixel_mean", torch.full((features if mode == "standardize_pixel" else 0,), 128, dtype=torch.int32))
         self._fill_table()
 
     def _fill_table(self) -> None:
@@ -87,9 +85,6 @@ class PocketInput(nn.Module):
         self.mean.fill_(mean)
         self.gain.fill_(max(1, (2 * STD_ONE * (1 << _GAIN_SHIFT) + std) // (2 * std)))
         self._fill_table()
-        if self.mode == "standardize_pixel":
-            flat = images.reshape(images.shape[0], -1)
-            self.pixel_mean.copy_(div_round(flat.sum(0, dtype=torch.int64), flat.shape[0]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.uint8:
@@ -98,9 +93,6 @@ class PocketInput(nn.Module):
         x = x.reshape(x.shape[0], -1)
         if self.mode == "raw":
             return x
-        if self.mode == "standardize_pixel":
-            v = shift_round((x.to(torch.int32) - self.pixel_mean) * self.gain, _GAIN_SHIFT)
-            return v.clamp_(-127, 127).to(torch.int8)
         return self.table.index_select(0, x.reshape(-1).to(torch.int32)).view(x.shape)
 
     def extra_repr(self) -> str:
@@ -157,7 +149,7 @@ class PocketMLP(nn.Module):
             raise ValueError(f"PocketMLP: init must be 'zeros' or 'lecun' and output 'tanh' or 'linear', got {init!r}, {output!r}")
         self.sizes, self.variant, self.init, self.output = tuple(sizes), variant, init, output
         gen = torch.Generator().manual_seed(seed)
-        self.input = PocketInput(input, sizes[0])
+        self.input = PocketInput(input)
         first_bits = 9 if input == "raw" else 8  # uint8 pixels need 9 signed bits; they take one offset limb anyway
         self.weight_one = 1 if faithful else WEIGHT_ONE
         if faithful:
