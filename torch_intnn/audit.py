@@ -7,7 +7,11 @@
         model(x)
 
 Both work through a ``TorchDispatchMode``, so they see every aten op dispatched below the Python API
-(including those inside compiled-eager graphs and inside ``int_matmul``), not just the module calls.
+(including those inside ``int_matmul``), not just the module calls. ``torch.compile`` refuses to trace under
+such a mode; for a compiled function, :func:`integer_only_backend` checks instead the ATen graph that Inductor
+would compile (every node's value, from the tracing fake tensors):
+
+    torch.compile(fn, fullgraph=True, backend=integer_only_backend())(*args)   # raises FloatOpError
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["FloatOpError", "OpRecord", "OpRecorder", "IntegerOnly"]
+__all__ = ["FloatOpError", "OpRecord", "OpRecorder", "IntegerOnly", "integer_only_backend"]
 
 
 class FloatOpError(RuntimeError):
@@ -80,3 +84,24 @@ class IntegerOnly(OpRecorder):
                 f"floating-point tensor op in an integer-only region: aten.{rec.op} "
                 f"(inputs {list(rec.input_dtypes)}, outputs {list(rec.output_dtypes)})"
             )
+
+
+def integer_only_backend(record: list[str] | None = None):
+    """A ``torch.compile`` backend that lowers to the ATen graph (as Inductor does), raises
+    :class:`FloatOpError` if any node takes or yields a floating-point tensor, and then runs the graph eagerly.
+    The ATen op names of every graph are appended to ``record`` if given."""
+    from torch._dynamo.backends.common import aot_autograd
+
+    def check(gm: torch.fx.GraphModule, example_inputs):
+        for node in gm.graph.nodes:
+            values, _ = tree_flatten(node.meta.get("val"))
+            for arg in node.all_input_nodes:
+                values += tree_flatten(arg.meta.get("val"))[0]
+            dtypes = [str(v.dtype) for v in values if isinstance(v, torch.Tensor)]
+            if node.op == "call_function" and record is not None:
+                record.append(str(node.target))
+            if any(_is_float_name(d) for d in dtypes):
+                raise FloatOpError(f"compiled graph: {node.format_node()} touches {', '.join(sorted(set(dtypes)))}")
+        return gm
+
+    return aot_autograd(fw_compiler=check)

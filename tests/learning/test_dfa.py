@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from torch_intnn.audit import IntegerOnly
+from torch_intnn.audit import IntegerOnly, integer_only_backend
 from torch_intnn.learning import create_rule
 from torch_intnn.learning.dfa import E_ONE, TARGET
 from torch_intnn.models import create_model
@@ -187,7 +187,7 @@ def test_augmentation_translates_by_at_most_the_shift():
     rule = create_rule("dfa", model, augment_shift=1)
     x = torch.zeros(50, 1, 28, 28, dtype=torch.uint8)
     x[:, 0, 10, 20] = 200
-    out = rule._augment(x)
+    out = rule._apply_augment(x, *rule._draw_augment(len(x)))
     pos = out.view(50, -1).argmax(1)
     dy, dx = pos // 28 - 10, pos % 28 - 20
     assert torch.equal(out.view(50, -1).sum(1), torch.full((50,), 200))
@@ -212,3 +212,73 @@ def test_plain_pytorch_loop_learns_a_toy_task():
             opt.step()
     model.eval()
     assert int((rule.predict(x).argmax(1) == y).sum()) >= 190  # an untrained model gets about 20
+
+
+# ---- the compiled step ---------------------------------------------------------------------------------------
+
+def _run_steps(rule, opt, steps=18, n=20, compiled=False):
+    """Steps on fresh batches; 18 steps pass a weight-decay step (every 16th) in improved mode."""
+    out = []
+    for i in range(steps):
+        x, y = _batch(n, seed=100 + i)
+        stats = rule.train_step(x, y, opt) if compiled else (rule.step(x, y, opt), opt.step())[0]
+        out.append({k: int(v) for k, v in stats.items()})
+    return out
+
+
+def _state(model, opt):
+    return [t.clone() for t in model.state_dict().values()] + \
+        [s["residual"].clone() for s in opt.state.values() if "residual" in s]
+
+
+def _assert_compiled_matches_eager(mode, backend, steps):
+    extra = {} if mode == "faithful" else {"augment_shift": 1, "augment_flip": True, "decay_shift": 11}
+    model_a, rule_a, opt_a, *_ = _setup("pocketnn_mlp_mnist", mode, **extra)
+    model_b, rule_b, opt_b, *_ = _setup("pocketnn_mlp_mnist", mode, **extra)
+    rule_b.compile_step(backend=backend)
+    for epoch in range(2):  # a schedule change between the epochs must not matter to the compiled graph
+        rule_a.on_train_epoch_start(epoch * 30, opt_a)
+        rule_b.on_train_epoch_start(epoch * 30, opt_b)
+        assert _run_steps(rule_a, opt_a, steps) == _run_steps(rule_b, opt_b, steps, compiled=True)
+    a, b = _state(model_a, opt_a), _state(model_b, opt_b)
+    assert len(a) == len(b) and all(torch.equal(u, v) for u, v in zip(a, b))
+    assert int(opt_a.saturated) == int(opt_b.saturated)
+    assert not torch.equal(model_a.linears[0].weight, _setup("pocketnn_mlp_mnist", mode, **extra)[0].linears[0].weight)
+
+
+@pytest.mark.parametrize("mode", ["faithful", "improved"])
+def test_compiled_step_traces_as_one_graph_and_matches_the_eager_step(mode):
+    """Dynamo with the eager backend: the step traces with fullgraph=True and gives the eager pair's results."""
+    _assert_compiled_matches_eager(mode, "eager", steps=17)
+
+
+@pytest.mark.parametrize("mode", ["faithful", "improved"])
+def test_compiled_step_is_integer_only(mode):
+    """The ATen graph Inductor compiles (forward, gradients, update) has no floating-point value."""
+    extra = {} if mode == "faithful" else {"augment_shift": 1, "decay_shift": 11}
+    model, rule, opt, x, y = _setup("pocketnn_mlp_mnist", mode, **extra)
+    ops = []
+    rule.compile_step(backend=integer_only_backend(ops))
+    rule.train_step(x, y, opt)
+    assert "aten._int_mm.default" in ops and len(ops) > 50
+    # and the check can fail: a float op in a compiled function is caught
+    with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="FloatOpError.*float32"):
+        torch.compile(lambda t: (t.float() * 2).to(torch.int32), backend=integer_only_backend())(x[:, 0, 0])
+
+
+def test_strict_optimizer_takes_the_eager_step_which_refuses_before_writing():
+    model, rule, opt, x, y = _setup("pocketnn_mlp_mnist", "improved")
+    rule.compile_step(backend="eager")
+    opt.strict = True
+    opt.name_parameters(model)
+    model.linears[0].weight.fill_(32767)  # any step that raises a weight leaves the 16-bit range
+    before = _state(model, opt)
+    with pytest.raises(OverflowError, match="linears.0.weight"):
+        rule.train_step(x, y, opt)
+    assert all(torch.equal(u, v) for u, v in zip(before, _state(model, opt)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["faithful", "improved"])
+def test_inductor_compiled_step_is_bit_identical_to_eager(mode):
+    _assert_compiled_matches_eager(mode, "inductor", steps=20)

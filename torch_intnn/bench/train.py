@@ -2,13 +2,15 @@
 
     intnn bench train [--json] [--recipes RECIPE ...] [--steps 60] [--epoch] [--threads N]
 
-For each integer recipe, the integer rule's training step (``rule.step`` + ``IntegerSGD.step``) and the float
-twin's backprop step (forward, cross-entropy, ``backward()``, Adam) run at the recipe's batch size on the same
+For each integer recipe, the integer rule's training step (``rule.train_step``: forward, integer gradients and
+the ``IntegerSGD`` update; compiled into one graph when the recipe sets ``compile: true``, unless ``--eager``)
+and the float twin's backprop step (forward, cross-entropy, ``backward()``, Adam) run at the recipe's batch size on the same
 data, alternating in rounds so that a change of machine load hits both alike. Reported: samples per second,
 the time of one epoch (the real epoch with ``--epoch``, otherwise the step time times the steps of an epoch),
 and the ratio integer / float (<= 1.0: the integer step is at least as fast). A profile of the integer step
 splits its time into GEMMs (``_int_mm`` and other matmuls), data movement (im2col copies, padding, layout),
-element-wise work (rounding, activations, scatter) and Python overhead (wall time no op accounts for).
+element-wise work (rounding, activations, scatter; in a compiled step, the fused C++ loops of the compiled graph)
+and Python overhead (wall time no op accounts for). The compile time of the first step is reported apart.
 
 Data: the real training split when the data root has it (``$TORCH_INTNN_DATA``), else random images of the same
 shape (the JSON says which); speed does not depend on pixel values.
@@ -48,6 +50,7 @@ def _load_recipe(path: Path) -> dict:
         "name": path.stem, "model": model["model"], "model_args": model.get("model_args") or {},
         "rule": model.get("rule", "dfa"), "rule_args": model.get("rule_args") or {},
         "batch_size": int(data.get("init_args", {}).get("batch_size", 64)), "dataset": dataset,
+        "compile": bool(model.get("compile", False)),
     }
 
 
@@ -73,11 +76,12 @@ def _integer_step(recipe: dict, images: torch.Tensor):
         model.fit_input(images)
     rule = create_rule(recipe["rule"], model, seed=0, **recipe["rule_args"])
     opt = rule.configure_optimizer()
+    if recipe["compile"]:
+        rule.compile_step()
     model.train()
 
     def step(x, y):
-        rule.step(x, y, opt)
-        opt.step()
+        rule.train_step(x, y, opt)
 
     return step
 
@@ -118,7 +122,7 @@ def _profile(step, images, labels, batch: int, steps: int) -> dict[str, float]:
     for ev in prof.key_averages():
         seconds = ev.self_cpu_time_total / 1e6
         key = "gemm" if ev.key in _GEMM else "data_movement" if ev.key in _MOVE else "elementwise"
-        if ev.key.startswith("aten::"):
+        if ev.key.startswith("aten::") or ev.key.startswith("## Call CompiledFxGraph"):  # the graph's fused loops
             parts[key] += seconds
     parts["python_overhead"] = max(wall - sum(parts.values()), 0.0)
     total = sum(parts.values()) or 1.0
@@ -129,7 +133,10 @@ def bench_recipe(recipe: dict, steps: int, rounds: int, full_epoch: bool) -> dic
     batch = recipe["batch_size"]
     images, labels, source = _data(recipe["dataset"], 60000 if full_epoch else max(batch * (steps + 5), 2048))
     int_step, float_step = _integer_step(recipe, images[:10000]), _float_step(recipe)
-    _time_steps(int_step, images, labels, batch, 0, 3)  # warm-up: allocations, first-call dispatch
+    t0 = time.perf_counter()
+    _time_steps(int_step, images, labels, batch, 0, 1)  # first call: compiles a compiled step
+    compile_s = time.perf_counter() - t0
+    _time_steps(int_step, images, labels, batch, 1, 20 if recipe["compile"] else 2)  # warm-up (all graph variants)
     _time_steps(float_step, images, labels, batch, 0, 3)
     per = max(steps // rounds, 1)
     t_int, t_float = [], []
@@ -141,7 +148,8 @@ def bench_recipe(recipe: dict, steps: int, rounds: int, full_epoch: bool) -> dic
     epoch_steps = epoch_samples // batch
     result = {
         "recipe": recipe["name"], "model": recipe["model"], "rule": recipe["rule"], "batch_size": batch,
-        "data": source, "steps_timed": per * rounds,
+        "data": source, "steps_timed": per * rounds, "compiled": recipe["compile"],
+        "first_step_s": round(compile_s, 2),
         "integer_step_ms": round(1e3 * s_int, 3), "float_bp_step_ms": round(1e3 * s_float, 3),
         "integer_samples_per_s": round(batch / s_int), "float_bp_samples_per_s": round(batch / s_float),
         "ratio_integer_over_float": round(s_int / s_float, 3),
@@ -163,6 +171,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds the steps are split into")
     p.add_argument("--epoch", action="store_true", help="also time one real epoch of each rule")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--eager", action="store_true", help="run the integer steps eagerly even where a recipe compiles")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = p.parse_args(argv)
     if args.threads:
@@ -171,18 +180,22 @@ def main(argv: list[str]) -> int:
     results = []
     for path in recipes:
         print(f"benchmarking {Path(path).stem} ...", file=sys.stderr, flush=True)
-        results.append(bench_recipe(_load_recipe(Path(path)), args.steps, args.rounds, args.epoch))
+        recipe = _load_recipe(Path(path))
+        recipe["compile"] = recipe["compile"] and not args.eager
+        results.append(bench_recipe(recipe, args.steps, args.rounds, args.epoch))
     report = {"threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; step = one training step at the recipe's "
           "batch size; epoch = 55,000 images (45,000 for CIFAR-10)" + ("" if args.epoch else ", from the step time"))
-    head = f"{'recipe':28s} {'batch':>5s} {'int ms/step':>11s} {'float ms/step':>13s} {'int/float':>9s} " \
+    head = f"{'recipe':28s} {'step':8s} {'batch':>5s} {'int ms/step':>11s} {'float ms/step':>13s} {'int/float':>9s} " \
            f"{'int s/epoch':>11s} {'float s/epoch':>13s}  integer time split"
     print(head)
     for r in results:
         split = ", ".join(f"{k} {v}%" for k, v in r["integer_time_split_percent"].items())
-        print(f"{r['recipe']:28s} {r['batch_size']:5d} {r['integer_step_ms']:11.3f} {r['float_bp_step_ms']:13.3f} "
-              f"{r['ratio_integer_over_float']:9.3f} {r['epoch_s_integer']:11.2f} {r['epoch_s_float_bp']:13.2f}  {split}")
+        mode = "compiled" if r["compiled"] else "eager"
+        print(f"{r['recipe']:28s} {mode:8s} {r['batch_size']:5d} {r['integer_step_ms']:11.3f} {r['float_bp_step_ms']:13.3f} "
+              f"{r['ratio_integer_over_float']:9.3f} {r['epoch_s_integer']:11.2f} {r['epoch_s_float_bp']:13.2f}  {split}"
+              + (f"; first step (compiling) {r['first_step_s']:.1f} s" if r["compiled"] else ""))
     return 0

@@ -213,11 +213,32 @@ class DFA(LearningRule):
         """One DFA step on raw uint8 images ``x`` (N, C, H, W) and int64 labels ``y`` (N,); gradients go to
         ``optimizer.set_grad``. Returns int64 scalars ``loss``, ``correct`` (pre-update) and ``saturated``
         (hidden activations on a flat piece)."""
-        model = self.model
-        model.train()
-        if self.augment_shift or self.augment_flip:
-            x = self._augment(x)
+        args = self.prepare(x, y)
+        grads, stats = self.gradients(*args)
+        for p, g in zip(self.parameters_in_order(), grads):
+            optimizer.set_grad(p, g)
+        return stats
+
+    def parameters_in_order(self) -> list[torch.Tensor]:
+        """The model's weight buffers in the order of :meth:`configure_optimizer`'s groups and of the gradients."""
+        return [p for lin in self.model.linears for p in (lin.weight, lin.bias) if p is not None]
+
+    def prepare(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """The host-side part of a step: draws the augmentation from (seed, steps), advances the step counter
+        and decides whether weight decay applies. Returns the arguments of :meth:`gradients`."""
+        self.model.train()
+        aug = self._draw_augment(x.shape[0]) if self.augment_shift or self.augment_flip else None
         self.steps += 1
+        decay = self.decay_shift is not None and int(self.steps) % _DECAY_EVERY == 0
+        return x, y, aug, decay
+
+    def gradients(self, x: torch.Tensor, y: torch.Tensor, aug: tuple | None, decay: bool
+                  ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        """Training-mode forward and the integer gradient of every parameter (in :meth:`parameters_in_order`).
+        Tensor work only, no host synchronisation: it runs inside a compiled step (:meth:`train_step`)."""
+        model = self.model
+        if aug is not None:
+            x = self._apply_augment(x, *aug)
         scores = model(x)  # (N, C)
         correct = (scores.argmax(1) == y).sum()
         e, loss = self._l2_error(scores, y) if self.faithful else self._softmax_error(scores, y)
@@ -227,7 +248,8 @@ class DFA(LearningRule):
         feedback = torch.cat([self.feedback(k) for k in range(len(layers) - 1)], 1)
         g_all = _small_matmul(e, feedback)
         g_bound = (TARGET + 127) * 10 * max(self.bounds) if self.faithful else 2 * E_ONE * max(self.bounds)
-        saturated = torch.zeros((), dtype=torch.int64)
+        saturated = torch.zeros((), dtype=torch.int64, device=x.device)
+        grads = []
         start = 0
         for k, (lin, act) in enumerate(layers):
             if k == len(layers) - 1:
@@ -250,18 +272,18 @@ class DFA(LearningRule):
                 grad_w = _small_matmul(delta.T, lin.input)
             else:
                 grad_w = int_matmul(delta.T, lin.input, a_bits=_bits(bound), b_bits=lin.input_bits)
-            if self.decay_shift is not None and int(self.steps) % _DECAY_EVERY == 0:
+            if decay:
                 # L2 decay 2**-s per sample, N * 2**-s * w in gradient units, applied every _DECAY_EVERY steps
                 # with that many times the weight (the residual carries it exactly; a pass over W saved 15 times in 16)
                 factor = self._amp(k) * x.shape[0] * _DECAY_EVERY
                 grad_w = grad_w + shift_round(lin.weight.to(torch.int64) * factor, self.decay_shift)
-            optimizer.set_grad(lin.weight, grad_w)
+            grads.append(grad_w)
             if lin.bias is not None:
                 grad_b = delta.sum(0)
                 if not self.faithful:
                     grad_b = grad_b * model.input_one[k] ** 2  # a weight on a constant 1.0 input, in z units
-                optimizer.set_grad(lin.bias, grad_b)
-        return {"loss": loss, "correct": correct, "saturated": saturated}
+                grads.append(grad_b)
+        return grads, {"loss": loss, "correct": correct, "saturated": saturated}
 
     def _l2_error(self, scores: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """PocketNN: ``e = y_hat - 15 * onehot`` (int32) and ``sum T(e^2 / 2)`` (pocketnn.md sec. 3)."""
@@ -286,19 +308,24 @@ class DFA(LearningRule):
         loss = (top - s.gather(1, y[:, None])).sum(dtype=torch.int64) + log_total.sum()
         return e, loss
 
-    def _augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Translate each image by (dy, dx) in [-s, s]^2 with zero fill, and mirror it left-right with probability
-        1/2 if ``augment_flip``. Draws from a generator seeded by (seed, steps)."""
+    def _draw_augment(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-image offsets (2, N) in [0, 2s] and, with ``augment_flip``, mirror flags (N, 1, 1, 1) bool, from a
+        generator seeded by (seed, steps): a resumed run draws the same."""
         s = self.augment_shift
-        n, c, h, w = x.shape
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.steps))
         off = torch.randint(0, 2 * s + 1, (2, n), generator=gen)
+        flip = torch.randint(0, 2, (n, 1, 1, 1), generator=gen, dtype=torch.bool) if self.augment_flip else None
+        return off, flip
+
+    def _apply_augment(self, x: torch.Tensor, off: torch.Tensor, flip: torch.Tensor | None) -> torch.Tensor:
+        """Translate image i by ``off[:, i] - s`` pixels with zero fill, and mirror it left-right where ``flip``."""
+        s = self.augment_shift
+        n, c, h, w = x.shape
         # every shifted window is a view of the padded batch, (N, C, 2s+1, 2s+1, H, W); pick one per image
         windows = nn.functional.pad(x, (s, s, s, s)).unfold(2, h, 1).unfold(3, w, 1)
-        out = windows[torch.arange(n), :, off[0], off[1]]  # (N, C, H, W), one copy of the batch
-        if self.augment_flip:
-            flip = torch.randint(0, 2, (n, 1, 1, 1), generator=gen, dtype=torch.bool)
-            out = torch.where(flip, out.flip(3), out)
+        out = windows[torch.arange(n, device=x.device), :, off[0].to(x.device), off[1].to(x.device)]
+        if flip is not None:
+            out = torch.where(flip.to(x.device), out.flip(3), out)
         return out
 
     def extra_repr(self) -> str:

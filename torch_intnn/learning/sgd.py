@@ -26,9 +26,41 @@ import torch
 from torch_intnn.ops._checks import check_integer
 from torch_intnn.ops.rounding import div_floor, div_round, div_trunc, int_range
 
-__all__ = ["IntegerSGD"]
+__all__ = ["IntegerSGD", "update_value", "apply_update"]
 
 _ROUND = {"trunc": div_trunc, "floor": div_floor, "round": div_round}
+
+
+def update_value(p: torch.Tensor, g: torch.Tensor, residual: torch.Tensor | None, divisor: int | torch.Tensor,
+                 rounding: str, decay_inv: int, carry: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The update of one parameter before saturation (module docstring): ``(W - dW, r)`` in int64, ``r`` the
+    new residual (``None`` unless ``carry``). ``divisor`` is ``lr_inv * amp``, an int or an int64 0-d tensor.
+    No host synchronisation, so it also runs inside a compiled step."""
+    g = g.to(torch.int64)
+    if carry and residual is not None:
+        g = g + residual
+    q = _ROUND[rounding](g, divisor)
+    new_residual = None
+    if carry:
+        if isinstance(divisor, int) and rounding == "floor" and divisor & (divisor - 1) == 0:
+            new_residual = torch.bitwise_and(g, divisor - 1)  # g - floor(g / 2**k) * 2**k: g's low k bits, one pass
+        else:
+            new_residual = g - q * divisor
+    if decay_inv:
+        q = q + div_trunc(p.to(torch.int64), decay_inv)
+    return p - q, new_residual  # int64 by type promotion
+
+
+def apply_update(plan_entry: tuple, g: torch.Tensor) -> torch.Tensor:
+    """Apply gradient ``g`` to one parameter of :meth:`IntegerSGD.fused_plan` in place (weight saturated,
+    residual carried); returns the number of saturated values (int64 0-d). Non-strict; no host sync."""
+    p, residual, divisor, rounding, decay_inv, lo, hi = plan_entry
+    new, new_residual = update_value(p, g, residual, divisor, rounding, decay_inv, residual is not None)
+    outside = ((new < lo) | (new > hi)).sum()
+    p.copy_(new.clamp(lo, hi))
+    if residual is not None:
+        residual.copy_(new_residual)
+    return outside
 
 
 class IntegerSGD(torch.optim.Optimizer):
@@ -108,25 +140,14 @@ class IntegerSGD(torch.optim.Optimizer):
         loss = closure() if closure is not None else None
         updates = []
         for group in self.param_groups:
-            divisor = group["lr_inv"] * group["amp"]
-            rnd = _ROUND[group["rounding"]]
             lo, hi = int_range(group["weight_bits"] or 32)
             for p in group["params"]:
                 g = self._grads.pop(p, None)
                 if g is None:
                     continue
-                g = g.to(torch.int64)
-                if group["residual"]:
-                    g = g + self.state[p].get("residual", 0)
-                q = rnd(g, divisor)
-                residual = None
-                if group["residual"]:
-                    floor_by_power_of_two = group["rounding"] == "floor" and divisor & (divisor - 1) == 0
-                    # g - floor(g / 2**k) * 2**k is g's low k bits: one pass instead of two
-                    residual = torch.bitwise_and(g, divisor - 1) if floor_by_power_of_two else g - q * divisor
-                if group["decay_inv"]:
-                    q = q + div_trunc(p.to(torch.int64), group["decay_inv"])
-                new = p - q  # int64 by type promotion
+                residual = self.state[p].get("residual") if group["residual"] else None
+                new, residual = update_value(p, g, residual, group["lr_inv"] * group["amp"], group["rounding"],
+                                             group["decay_inv"], group["residual"])
                 low, high = torch.aminmax(new)
                 outside = torch.zeros((), dtype=torch.int64)
                 if int(low) < lo or int(high) > hi:  # count only when something saturates (one pass otherwise)
@@ -145,6 +166,28 @@ class IntegerSGD(torch.optim.Optimizer):
                 self.state[p]["residual"] = residual
             self.saturated += outside
         return loss
+
+    def fused_plan(self) -> list[tuple]:
+        """Everything :func:`apply_update` needs per parameter, in param-group order, for a rule's fused step:
+        ``(param, residual buffer or None, divisor (int64 0-d tensor), rounding, decay_inv, lo, hi)``.
+
+        Divisors are tensors so that a schedule changing ``lr_inv`` does not change a compiled graph; residual
+        buffers are created (zeros) here, so the fused step can update them in place.
+        """
+        if self._grads:
+            raise RuntimeError("IntegerSGD: gradients are pending from rule.step(); call step() before a fused step")
+        plan = []
+        for group in self.param_groups:
+            divisor = torch.tensor(group["lr_inv"] * group["amp"], dtype=torch.int64)
+            lo, hi = int_range(group["weight_bits"] or 32)
+            for p in group["params"]:
+                residual = None
+                if group["residual"]:
+                    residual = self.state[p].get("residual")
+                    if residual is None:
+                        residual = self.state[p]["residual"] = torch.zeros(p.shape, dtype=torch.int64, device=p.device)
+                plan.append((p, residual, divisor.to(p.device), group["rounding"], group["decay_inv"], lo, hi))
+        return plan
 
     def _name(self, p: torch.Tensor) -> str:
         return self.names.get(id(p), f"a parameter of shape {tuple(p.shape)}")

@@ -98,8 +98,13 @@ def _write_limbs(x: torch.Tensor, bits: int, limbs: list[torch.Tensor]) -> int:
     conversion to int8 whose values are always in range.
     """
     n = len(limbs)
+    if torch.compiler.is_compiling():  # Dynamo takes no out= into views; Inductor fuses the copies anyway
+        def sub(a, b, out): out.copy_(a - b)
+        def shift(a, b, out): out.copy_(torch.bitwise_right_shift(a, b))
+    else:
+        sub, shift = torch.sub, torch.bitwise_right_shift
     if x.dtype == torch.uint8:
-        torch.sub(x.to(torch.int16), 128, out=limbs[0])
+        sub(x.to(torch.int16), 128, out=limbs[0])
         return 128
     if n == 1:
         limbs[0].copy_(x)  # int8, or declared within 8 bits
@@ -109,9 +114,9 @@ def _write_limbs(x: torch.Tensor, bits: int, limbs: list[torch.Tensor]) -> int:
     offset = 0
     for i in range(n - 1):
         digit = torch.bitwise_and(torch.bitwise_right_shift(x, 8 * i) if i else x, 255)  # base-256 digit
-        torch.sub(digit, 128, out=limbs[i])
+        sub(digit, 128, out=limbs[i])
         offset += 128 << (8 * i)
-    torch.bitwise_right_shift(x, 8 * (n - 1), out=limbs[-1])  # floor(x / 256**(n-1)), in [-128, 127]
+    shift(x, 8 * (n - 1), out=limbs[-1])  # floor(x / 256**(n-1)), in [-128, 127]
     return offset
 
 

@@ -52,8 +52,8 @@ def div_floor(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
     return torch.div(a, b, rounding_mode="floor")
 
 
-def div_round(a: torch.Tensor, b: int) -> torch.Tensor:
-    """``a / b`` rounded to nearest, halves away from zero, for a positive int ``b``.
+def div_round(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
+    """``a / b`` rounded to nearest, halves away from zero, for a positive ``b`` (an int or an integer tensor).
 
     Symmetric, ``div_round(-a, b) == -div_round(a, b)``, so an update rule built on it has no drift toward either
     sign. Computed from the truncated quotient ``q`` and its remainder ``r`` (``|r| < b``, sign of ``a``): step one
@@ -61,7 +61,9 @@ def div_round(a: torch.Tensor, b: int) -> torch.Tensor:
     extremes.
     """
     check_integer(a, "div_round dividend")
-    if b <= 0:
+    if isinstance(b, torch.Tensor):
+        check_integer(b, "div_round divisor")
+    elif b <= 0:
         raise ValueError(f"div_round needs a positive divisor, got {b}")
     q = torch.div(a, b, rounding_mode="trunc")
     r = a - q * b
