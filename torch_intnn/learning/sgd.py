@@ -32,17 +32,24 @@ _ROUND = {"trunc": div_trunc, "floor": div_floor, "round": div_round}
 
 
 def update_value(p: torch.Tensor, g: torch.Tensor, residual: torch.Tensor | None, divisor: int | torch.Tensor,
-                 rounding: str, decay_inv: int, carry: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+                 rounding: str, decay_inv: int, carry: bool, shift: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The update of one parameter before saturation (module docstring): ``(W - dW, r)`` in int64, ``r`` the
-    new residual (``None`` unless ``carry``). ``divisor`` is ``lr_inv * amp``, an int or an int64 0-d tensor.
-    No host synchronisation, so it also runs inside a compiled step."""
+    new residual (``None`` unless ``carry``). ``divisor`` is ``lr_inv * amp``, an int or an int64 0-d tensor;
+    ``shift``, if given, is its log2 as a tensor (a power-of-two divisor, divided by shifts: a runtime integer
+    division costs tens of cycles per element). No host synchronisation, so it also runs in a compiled step."""
     g = g.to(torch.int64)
     if carry and residual is not None:
         g = g + residual
-    q = _ROUND[rounding](g, divisor)
+    if shift is not None:
+        q = _shift_divide(g, shift, rounding)
+    else:
+        q = _ROUND[rounding](g, divisor)
     new_residual = None
     if carry:
-        if isinstance(divisor, int) and rounding == "floor" and divisor & (divisor - 1) == 0:
+        if shift is not None:
+            new_residual = g - torch.bitwise_left_shift(q, shift)
+        elif isinstance(divisor, int) and rounding == "floor" and divisor & (divisor - 1) == 0:
             new_residual = torch.bitwise_and(g, divisor - 1)  # g - floor(g / 2**k) * 2**k: g's low k bits, one pass
         else:
             new_residual = g - q * divisor
@@ -51,11 +58,25 @@ def update_value(p: torch.Tensor, g: torch.Tensor, residual: torch.Tensor | None
     return p - q, new_residual  # int64 by type promotion
 
 
+def _shift_divide(g: torch.Tensor, shift: torch.Tensor, rounding: str) -> torch.Tensor:
+    """``g / 2**shift`` (int64 ``g``, 0-d int64 ``shift``) with the named rounding, by shifts only."""
+    floor = torch.bitwise_right_shift(g, shift)
+    if rounding == "floor":
+        return floor
+    low = g - torch.bitwise_left_shift(floor, shift)  # in [0, 2**shift)
+    trunc = floor + ((g < 0) & (low != 0)).to(torch.int64)  # toward zero
+    if rounding == "trunc":
+        return trunc
+    r = g - torch.bitwise_left_shift(trunc, shift)  # remainder with g's sign, |r| < 2**shift
+    r_abs = r.abs()
+    return torch.where(r_abs >= torch.bitwise_left_shift(torch.ones_like(shift), shift) - r_abs, trunc + r.sign(), trunc)
+
+
 def apply_update(plan_entry: tuple, g: torch.Tensor) -> torch.Tensor:
     """Apply gradient ``g`` to one parameter of :meth:`IntegerSGD.fused_plan` in place (weight saturated,
     residual carried); returns the number of saturated values (int64 0-d). Non-strict; no host sync."""
-    p, residual, divisor, rounding, decay_inv, lo, hi = plan_entry
-    new, new_residual = update_value(p, g, residual, divisor, rounding, decay_inv, residual is not None)
+    p, residual, divisor, shift, rounding, decay_inv, lo, hi = plan_entry
+    new, new_residual = update_value(p, g, residual, divisor, rounding, decay_inv, residual is not None, shift)
     outside = ((new < lo) | (new > hi)).sum()
     p.copy_(new.clamp(lo, hi))
     if residual is not None:
@@ -99,6 +120,7 @@ class IntegerSGD(torch.optim.Optimizer):
         for group in self.param_groups:
             self._check_group(group)
         self._grads: dict[torch.Tensor, torch.Tensor] = {}
+        self._divisors: dict[tuple, tuple] = {}
         self.strict = strict
         self.names = dict(names or {})
         self.saturated = torch.zeros((), dtype=torch.int64)
@@ -169,16 +191,25 @@ class IntegerSGD(torch.optim.Optimizer):
 
     def fused_plan(self) -> list[tuple]:
         """Everything :func:`apply_update` needs per parameter, in param-group order, for a rule's fused step:
-        ``(param, residual buffer or None, divisor (int64 0-d tensor), rounding, decay_inv, lo, hi)``.
+        ``(param, residual buffer or None, divisor, shift, rounding, decay_inv, lo, hi)``, with ``divisor``
+        (``lr_inv * amp``) an int64 0-d tensor and ``shift`` its log2 as one when it is a power of two, else
+        ``None``.
 
-        Divisors are tensors so that a schedule changing ``lr_inv`` does not change a compiled graph; residual
-        buffers are created (zeros) here, so the fused step can update them in place.
+        Divisors are tensors so that a schedule changing ``lr_inv`` does not change a compiled graph (only a
+        change between a power of two and another divisor does); residual buffers are created (zeros) here,
+        so the fused step can update them in place.
         """
         if self._grads:
             raise RuntimeError("IntegerSGD: gradients are pending from rule.step(); call step() before a fused step")
         plan = []
         for group in self.param_groups:
-            divisor = torch.tensor(group["lr_inv"] * group["amp"], dtype=torch.int64)
+            d = group["lr_inv"] * group["amp"]
+            device = group["params"][0].device
+            if (d, device) not in self._divisors:  # built once per value: a step then creates no tensor
+                shift = d.bit_length() - 1 if d & (d - 1) == 0 else None
+                self._divisors[d, device] = (torch.tensor(d, dtype=torch.int64, device=device),
+                                             None if shift is None else torch.tensor(shift, device=device))
+            divisor, shift = self._divisors[d, device]
             lo, hi = int_range(group["weight_bits"] or 32)
             for p in group["params"]:
                 residual = None
@@ -186,7 +217,7 @@ class IntegerSGD(torch.optim.Optimizer):
                     residual = self.state[p].get("residual")
                     if residual is None:
                         residual = self.state[p]["residual"] = torch.zeros(p.shape, dtype=torch.int64, device=p.device)
-                plan.append((p, residual, divisor.to(p.device), group["rounding"], group["decay_inv"], lo, hi))
+                plan.append((p, residual, divisor, shift, group["rounding"], group["decay_inv"], lo, hi))
         return plan
 
     def _name(self, p: torch.Tensor) -> str:
