@@ -132,3 +132,56 @@ def test_lr_milestones_are_idempotent_and_combine_with_plateau_decays():
     rule.on_validation_end(10, 100, opt)  # epoch 0 of the plateau rule: sets its best
     rule.on_validation_end(10, 100, opt)  # no improvement, patience 1: one decay
     assert all(g["lr_inv"] == 4608 * 3 for g in opt.param_groups)
+
+
+# ---- the compiled step ---------------------------------------------------------------------------------------
+
+def _mlp_with_every_random_draw(seed=0):
+    """A small NITRO MLP with random crops, flips and dropout: every kind of draw a compiled step must replay."""
+    from torch_intnn.models.nitro import build_nitro_mlp
+
+    model = build_nitro_mlp("mnist", [64, 32], seed=seed, dropout_pct=20, augment=True)
+    model.augment.flip = True
+    return model
+
+
+def _compare_compiled(backend, steps=6):
+    models, rules, opts = [], [], []
+    for _ in range(2):
+        model = _mlp_with_every_random_draw()
+        model.fit_input(_batch(64)[0])
+        rule = create_rule("nitro", model, seed=3, residual=True, rounding="floor")
+        models.append(model), rules.append(rule), opts.append(rule.configure_optimizer())
+    rules[1].compile_step(backend=backend)
+    for i in range(steps):
+        x, y = _batch(16 if i < steps - 1 else 12, seed=i)  # the last batch is smaller, as an epoch's last
+        eager = rules[0].train_step(x, y, opts[0])
+        compiled = rules[1].train_step(x, y, opts[1])
+        assert {k: int(v) for k, v in eager.items()} == {k: int(v) for k, v in compiled.items()}
+    a, b = models[0].state_dict(), models[1].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(rules[0].steps, rules[1].steps)
+    ra = [s["residual"] for s in opts[0].state.values()]
+    rb = [s["residual"] for s in opts[1].state.values()]
+    assert len(ra) == len(rb) == 5 and all(torch.equal(u, v) for u, v in zip(ra, rb))
+
+
+def test_compiled_step_matches_eager_with_crops_flips_and_dropout():
+    """Dynamo (eager backend) traces the whole step, the random draws made ahead in the same order."""
+    _compare_compiled("eager")
+
+
+def test_compiled_nitro_step_is_integer_only():
+    from torch_intnn.audit import integer_only_backend
+
+    model = _mlp_with_every_random_draw()
+    rule = create_rule("nitro", model)
+    ops = []
+    rule.compile_step(backend=integer_only_backend(ops))
+    rule.train_step(*_batch(16), rule.configure_optimizer())
+    assert "aten._int_mm.default" in ops and "aten.randint.low" not in ops  # draws happen outside the graph
+
+
+@pytest.mark.slow
+def test_inductor_compiled_nitro_step_is_bit_identical_to_eager():
+    _compare_compiled("inductor", steps=4)

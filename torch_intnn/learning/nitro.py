@@ -23,6 +23,7 @@ import torch
 from torch_intnn.learning.base import LearningRule, register_rule
 from torch_intnn.learning.schedule import PlateauSchedule
 from torch_intnn.learning.sgd import IntegerSGD
+from torch_intnn.nn._draws import DrawRecorder
 from torch_intnn.ops.rounding import saturate
 
 __all__ = ["NitroRule", "nitro_targets", "rss_loss"]
@@ -104,6 +105,7 @@ class NitroRule(LearningRule):
         self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
         self.register_buffer("epoch", torch.zeros((), dtype=torch.int64))
         self.lr_milestones = tuple(sorted(lr_milestones))
+        self._draw_plan: list[tuple] | None = None  # the forward's random draws, for a compiled step
         self.schedule = PlateauSchedule(3, plateau_patience, plateau_start, min_delta_bp, stop_patience) \
             if plateau else None
 
@@ -156,30 +158,56 @@ class NitroRule(LearningRule):
             predictions of the model: the output layer, or the sum of all heads for an ensemble), ``local_loss``
             (sum of the heads' RSS) and ``saturated`` (block scaling outputs at +-127).
         """
-        model = self.model
-        model.train()
+        self.model.train()
         generator = self.step_generator()
         self.steps += 1
+        grads, stats = self.gradients(x, y, generator)
+        for p, g in zip(self.parameters_in_order(), grads):
+            optimizer.set_grad(p, g)
+        return stats
+
+    def parameters_in_order(self) -> list[torch.Tensor]:
+        """Forward and head weight of each block, then the output layer's (the optimizer's group order)."""
+        model = self.model
+        return [w for b in model.blocks for w in (b.layer.weight, b.head.linear.weight)] + [model.output.linear.weight]
+
+    def prepare(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """Host side of a compiled step: this step's augmentation and dropout draws, made ahead from the same
+        generator in the order the forward pass takes them (learned once from a one-image forward)."""
+        model = self.model
+        model.train()
+        if self._draw_plan is None:
+            recorder = DrawRecorder(torch.Generator().manual_seed(0))
+            model(x[:1], generator=recorder)
+            self._draw_plan = recorder.plan
+        draws = DrawRecorder.draw(self._draw_plan, x.shape[0], self.step_generator())
+        self.steps += 1
+        return x, y, draws
+
+    def gradients(self, x: torch.Tensor, y: torch.Tensor, generator) -> tuple[list[torch.Tensor], dict]:
+        """Training-mode forward (randomness from ``generator``: a ``torch.Generator`` or drawn-ahead
+        :class:`~torch_intnn.nn._draws.Draws`) and the gradients in :meth:`parameters_in_order`."""
+        model = self.model
         out = model(x, generator=generator)  # (N, classes) int8
         target = nitro_targets(y, out.shape[1], self.target)
         delta, loss = rss_loss(out, target)
         grad_out, _ = model.output.backward(delta, input_grad=False)
-        optimizer.set_grad(model.output.linear.weight, grad_out)
-        local = torch.zeros((), dtype=torch.int64)
-        saturated = torch.zeros((), dtype=torch.int64)
+        local = torch.zeros((), dtype=torch.int64, device=x.device)
+        saturated = torch.zeros((), dtype=torch.int64, device=x.device)
         ensemble = out.to(torch.int16) if getattr(model, "ensemble", False) else None
+        block_grads = []
         for block in reversed(model.blocks):
-            saturated += (block.act.input.abs() >= 127).sum()
+            saturated = saturated + (block.act.input.abs() >= 127).sum()
             y_hat = block.head(block.output)
             if ensemble is not None:  # the model predicts with the sum of all heads (NitroNet ensemble=True)
-                ensemble += y_hat.to(torch.int16)
+                ensemble = ensemble + y_hat.to(torch.int16)
             delta_b, loss_b = rss_loss(y_hat, target)
-            local += loss_b
+            local = local + loss_b
             grad_head, grad_fwd = block.backward(delta_b)
-            optimizer.set_grad(block.head.linear.weight, grad_head)
-            optimizer.set_grad(block.layer.weight, grad_fwd)
+            block_grads = [grad_fwd, grad_head] + block_grads
         correct = ((out if ensemble is None else ensemble).argmax(1) == y).sum()
-        return {"loss": loss, "correct": correct, "local_loss": local, "saturated": saturated}
+        stats = {"loss": loss, "correct": correct, "local_loss": local, "saturated": saturated}
+        return block_grads + [grad_out], stats
 
     def on_validation_end(self, correct: int, total: int, optimizer: IntegerSGD) -> None:
         """Plateau schedule on the validation count: ``lr_inv`` x3 after ``plateau_patience`` stalled epochs."""

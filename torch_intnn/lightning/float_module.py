@@ -39,6 +39,7 @@ class FloatClassifier(pl.LightningModule):
         lr: initial learning rate, decayed by a cosine schedule to 0 over ``max_epochs``.
         weight_decay: L2 weight decay.
         les_dim: largest head input of a LES block (average pooling reaches it).
+        label_smoothing: cross-entropy label smoothing of the backprop loss (``F.cross_entropy``'s argument).
         seed: seed of the weights and DFA feedback matrices (default: ``seed_everything``'s).
     """
 
@@ -51,6 +52,7 @@ class FloatClassifier(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         les_dim: int = 2048,
+        label_smoothing: float = 0.0,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -62,6 +64,7 @@ class FloatClassifier(pl.LightningModule):
         seed = 0 if seed is None else seed
         self.net = create_model(model, seed=seed, **(model_args or {}))
         self.rule, self.lr, self.weight_decay, self.opt_name = rule, lr, weight_decay, optimizer
+        self.label_smoothing = label_smoothing
         shapes = self._block_shapes()
         gen = torch.Generator().manual_seed(seed + 1)
         if rule == "dfa":
@@ -109,7 +112,7 @@ class FloatClassifier(pl.LightningModule):
         local = self.rule != "bp"
         feats = self.net.features(x, detach_between=local)
         out = self.net.output(feats[-1].detach() if local else feats[-1])
-        loss = F.cross_entropy(out, y)
+        loss = F.cross_entropy(out, y, label_smoothing=self.label_smoothing)
         total = loss
         if self.rule == "dfa":
             e = (out.detach().softmax(1) - F.one_hot(y, 10).float()) / len(y)

@@ -15,8 +15,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from torch_intnn.nn._draws import randint
 from torch_intnn.ops._checks import check_integer
 from torch_intnn.ops.rounding import div_trunc, int_range
+
 
 __all__ = ["NitroScaling", "NitroReLU", "IntDropout", "NITRO_RELU_SHIFT"]
 
@@ -149,7 +151,7 @@ class IntDropout(nn.Module):
             return x.to(out_dtype)
         if generator is None:
             raise ValueError("IntDropout in training mode needs generator= (the learning rule passes a seeded one)")
-        self.mask = torch.randint(0, 100, x.shape, generator=generator, dtype=torch.int16) >= self.p_pct
+        self.mask = randint(0, 100, tuple(x.shape), generator, torch.int16) >= self.p_pct
         return self._scale(x)
 
     def _scale(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torch_intnn.nn._draws import randint
 from torch_intnn.ops._checks import check_integer, check_rank
 from torch_intnn.ops.rounding import div_trunc, saturate
+
 
 __all__ = ["IntRandomCropFlip", "NitroStandardize"]
 
@@ -20,7 +22,8 @@ class IntRandomCropFlip(nn.Module):
     """Per-image random crop (pad with 0, crop back) and horizontal flip of uint8 images; training mode only.
 
     Each image gets its own offsets ``dy, dx`` uniform in ``0..2*pad`` and its own coin for the flip (p = 1/2),
-    drawn with ``torch.randint`` from the generator passed to ``forward``. The paper draws one offset and one
+    drawn with ``torch.randint`` from the generator passed to ``forward`` (or taken from its
+    :class:`~torch_intnn.nn._draws.Draws` in a compiled step). The paper draws one offset and one
     coin per *batch* and crops only half the batches (nitro_d.md sec. 7, quirk 4); per-image draws are the usual
     practice (torchvision ``RandomCrop(padding=pad)`` + ``RandomHorizontalFlip``) and give more varied batches.
     Padding is raw 0 (black), the MNIST background. Eval mode is the identity.
@@ -45,16 +48,16 @@ class IntRandomCropFlip(nn.Module):
             raise ValueError("IntRandomCropFlip in training mode needs generator= (the learning rule passes one)")
         n, c, h, w = x.shape
         p = self.pad
-        dy = torch.randint(0, 2 * p + 1, (n, 1), generator=generator)
-        dx = torch.randint(0, 2 * p + 1, (n, 1), generator=generator)
-        cols = dx + torch.arange(w)  # (N, W): source column in the padded image
+        dy = randint(0, 2 * p + 1, (n, 1), generator)
+        dx = randint(0, 2 * p + 1, (n, 1), generator)
+        cols = dx + torch.arange(w, device=x.device)  # (N, W): source column in the padded image
         if self.flip:
-            flip = torch.randint(0, 2, (n, 1), generator=generator).bool()
+            flip = randint(0, 2, (n, 1), generator).bool()
             cols = torch.where(flip, cols.flip(1), cols)
-        rows = dy + torch.arange(h)  # (N, H)
+        rows = dy + torch.arange(h, device=x.device)  # (N, H)
         xp = F.pad(x, (p, p, p, p)) if p else x
-        idx_n = torch.arange(n).view(n, 1, 1, 1)
-        idx_c = torch.arange(c).view(1, c, 1, 1)
+        idx_n = torch.arange(n, device=x.device).view(n, 1, 1, 1)
+        idx_c = torch.arange(c, device=x.device).view(1, c, 1, 1)
         return xp[idx_n, idx_c, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
 
     def extra_repr(self) -> str:
