@@ -102,3 +102,22 @@ def test_cli_model_seed_follows_seed_everything(fake_root, tmp_path):
         assert cli.model.hparams.seed == seed
         weights.append(cli.model.net.fc.weight.clone())
     assert not torch.equal(*weights)
+
+
+def test_compile_needs_a_rule_with_a_compilable_step():
+    with pytest.raises(NotImplementedError, match="no compilable step"):
+        IntegerClassifier("toy_linear", rule="toy", compile=True)
+
+
+@pytest.mark.slow
+def test_compiled_lightning_fit_is_bit_identical_to_eager(fake_root, tmp_path):
+    states = []
+    for compile_ in (False, True):
+        model = IntegerClassifier("pocketnn_mlp_mnist", rule="dfa", compile=compile_,
+                                  rule_args={"augment_shift": 1, "decay_shift": 11, "lr_milestones": [1]})
+        dm = MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200)
+        trainer = _trainer(tmp_path / str(compile_), max_epochs=2, logger=False, enable_checkpointing=False)
+        trainer.fit(model, dm)
+        assert trainer.global_step == 2 * len(dm.train_dataloader())
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -43,8 +43,10 @@ sample, rounding aside:
       the floor of the exact running sum, so small gradients accumulate instead of dying in a dead zone, and with
       a power-of-two divisor the division is a shift.
     * a schedule: ``lr_inv`` doubles at each epoch in ``lr_milestones`` (powers of two: shifts), or follows a
-      cosine over ``cosine_epochs`` (``lr_inv_e = round(2 lr_inv / (1 + cos(pi e / E)))``, any integer).
-    * optional L2 weight decay ``2**-decay_shift`` per sample, added to the gradient (``N 2**-s w`` in its units).
+      cosine over ``cosine_epochs`` (``lr_inv_e = round(2 lr_inv / (1 + cos(pi e / E)))``, any integer, computed
+      once an epoch in exact rational arithmetic: :func:`~torch_intnn.learning.schedule.cosine_divisor`).
+    * optional L2 weight decay ``2**-decay_shift`` per sample, added to the gradient (``N 2**-s w`` in its units)
+      every 16th step with 16 times the weight (the carried residual spreads it; one pass over W saved in 16).
     * optional label smoothing: the target is ``label_smoothing / 1024`` on every class plus the rest on the
       true one.
     * optional augmentation, drawn from a generator seeded by (seed, step counter), so a resumed run draws the
