@@ -282,3 +282,14 @@ def test_strict_optimizer_takes_the_eager_step_which_refuses_before_writing():
 @pytest.mark.parametrize("mode", ["faithful", "improved"])
 def test_inductor_compiled_step_is_bit_identical_to_eager(mode):
     _assert_compiled_matches_eager(mode, "inductor", steps=20)
+
+
+def test_without_a_cxx_compiler_the_step_stays_eager_with_a_warning(monkeypatch):
+    import torch_intnn.learning.base as base
+
+    monkeypatch.setattr(base, "_have_cxx", lambda: False)
+    model, rule, opt, x, y = _setup("pocketnn_mlp_mnist", "improved")
+    with pytest.warns(RuntimeWarning, match="no C\\+\\+ compiler"):
+        rule.compile_step()
+    assert rule._compiled is None
+    assert int(rule.train_step(x, y, opt)["loss"]) > 0

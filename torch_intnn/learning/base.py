@@ -18,6 +18,9 @@ turning them into floats for logging is the caller's business, outside the integ
 
 from __future__ import annotations
 
+import os
+import shutil
+import warnings
 from typing import Callable
 
 import torch
@@ -88,6 +91,11 @@ class LearningRule(nn.Module):
         """
         if type(self).gradients is LearningRule.gradients:
             raise NotImplementedError(f"{type(self).__name__} has no compilable step (prepare / gradients)")
+        if backend == "inductor" and not _have_cxx():
+            warnings.warn("torch_intnn: no C++ compiler (g++, c++, clang++ or $CXX) found, so the training step "
+                          "runs eagerly: the same results, slower", RuntimeWarning, stacklevel=2)
+            self._compiled = None
+            return
         opts = dict(options.pop("options", {}))
         # Dynamo re-checks every module attribute before each call (~0.1 ms, 10 % of a small step); the step
         # only reads settings fixed at construction, so those checks are skipped (call compile_step again after
@@ -130,6 +138,12 @@ class LearningRule(nn.Module):
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Integer class scores (N, num_classes) of the model in its current mode."""
         return self.model(x)
+
+
+def _have_cxx() -> bool:
+    """Whether Inductor's CPU backend finds a C++ compiler."""
+    names = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    return any(name and shutil.which(name) for name in names)
 
 
 _RULES: dict[str, Callable[..., LearningRule]] = {}
