@@ -293,3 +293,15 @@ def test_without_a_cxx_compiler_the_step_stays_eager_with_a_warning(monkeypatch)
         rule.compile_step()
     assert rule._compiled is None
     assert int(rule.train_step(x, y, opt)["loss"]) > 0
+
+
+def test_each_compiled_rule_has_its_own_graphs():
+    """Rules whose settings differ only in a constant of the step (label smoothing), compiled one after the
+    other, many times over: each follows its own eager twin, and no recompile limit is hit."""
+    for _ in range(5):
+        for extra in ({}, {"label_smoothing": 50}):
+            model_a, rule_a, opt_a, *_ = _setup("pocketnn_mlp_mnist", "improved", **extra)
+            model_b, rule_b, opt_b, *_ = _setup("pocketnn_mlp_mnist", "improved", **extra)
+            rule_b.compile_step(backend="eager")
+            assert _run_steps(rule_a, opt_a, 3) == _run_steps(rule_b, opt_b, 3, compiled=True)
+            assert torch.equal(model_a.linears[0].weight, model_b.linears[0].weight)

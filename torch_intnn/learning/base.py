@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import types
 import warnings
 from typing import Callable
 
@@ -107,7 +108,12 @@ class LearningRule(nn.Module):
             # scalar loops were as fast (1.69 against 1.61 ms a step).
             opts.setdefault("cpp.simdlen", 0)
         options["options"] = opts
-        self._compiled = torch.compile(self._fused_step, fullgraph=True, dynamic=False, backend=backend, **options)
+        # Dynamo keeps its compiled graphs on the code object it starts from, and the guards skipped above are
+        # what would tell two rules apart: each rule gets a copy of the code object, hence a cache of its own.
+        fn = LearningRule._fused_step
+        own = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        self._compiled = torch.compile(types.MethodType(own, self), fullgraph=True, dynamic=False, backend=backend,
+                                       **options)
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
         """Host-side part of a step; returns the arguments of :meth:`gradients`."""
