@@ -16,7 +16,7 @@ would compile (every node's value, from the tracing fake tensors):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode

@@ -5,7 +5,7 @@ from torch import nn
 
 from torch_intnn.learning import IntegerSGD, LearningRule, register_rule
 from torch_intnn.models import list_models, register_model
-from torch_intnn.nn import IntFlatten, IntLinear, ToIntTensor
+from torch_intnn.nn import IntFlatten, IntLinear
 from torch_intnn.ops import div_round, saturate
 
 

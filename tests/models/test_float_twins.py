@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from torch_intnn.models import create_model, list_models, model_info
+from torch_intnn.models import list_models, model_info
 
 INTEGER = [m for m in list_models(kind="integer") if not model_info(m).get("test_only")]
 

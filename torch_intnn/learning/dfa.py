@@ -185,7 +185,6 @@ class DFA(LearningRule):
             return IntegerSGD([{"params": params}], lr_inv=self.lr_inv, **common)
         groups = []
         for k, lin in enumerate(layers):
-            r = self.bounds[k] if k < len(layers) - 1 else 1
             params = [p for p in (lin.weight, lin.bias) if p is not None]
             groups.append({"params": params, "amp": self._amp(k)})
         return IntegerSGD(groups, lr_inv=self.lr_inv, **common)
