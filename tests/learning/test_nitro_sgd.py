@@ -4,7 +4,6 @@ dW = T(G / (lr_inv * amp)) + T(W / decay_inv);  W <- saturate(W - dW, 16). With 
 divisor is 327,680.
 """
 
-import pytest
 import torch
 
 from torch_intnn.audit import IntegerOnly
@@ -52,12 +51,3 @@ def test_param_groups_carry_their_own_amp_and_decay():
     assert fwd.tolist() == [103, -103]
     assert head.tolist() == [100 + 1953 - 2, -100 - 1953 + 2]
 
-
-@pytest.mark.parametrize("rounding", ["trunc", "floor", "round"])
-def test_power_of_two_divisors_by_shifts_equal_the_division(rounding):
-    """The compiled step divides by a power of two with shifts; it must equal the named rounding exactly."""
-    from torch_intnn.learning.sgd import _ROUND, _shift_divide
-
-    g = torch.cat([torch.arange(-70, 71), torch.tensor([-(2**40) - 3, 2**40 + 5, -(2**62), 2**62 - 1])])
-    for k in (0, 1, 3, 6, 19):
-        assert torch.equal(_shift_divide(g, torch.tensor(k), rounding), _ROUND[rounding](g, 2**k)), (rounding, k)

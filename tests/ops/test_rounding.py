@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torch_intnn.ops import div_floor, div_round, div_trunc, int_range, saturate, shift_round
+from torch_intnn.ops import div_floor, div_pow2, div_round, div_trunc, int_range, saturate, shift_round
 
 SIGNED = [torch.int8, torch.int16, torch.int32, torch.int64]
 
@@ -130,3 +130,14 @@ def test_bad_arguments():
         shift_round(a, -1)
     with pytest.raises(TypeError, match="torch.float32"):
         div_trunc(a, torch.ones(3))
+
+
+@pytest.mark.parametrize("rounding", ["trunc", "floor", "round"])
+def test_power_of_two_divisors_by_shifts_equal_the_division(rounding):
+    """div_pow2 (used by the compiled update step) must equal the named rounding exactly."""
+    rule = {"trunc": div_trunc, "floor": div_floor, "round": div_round}[rounding]
+    g = torch.cat([torch.arange(-70, 71), torch.tensor([-(2**40) - 3, 2**40 + 5, -(2**62), 2**62 - 1])])
+    for k in (0, 1, 3, 6, 19):
+        assert torch.equal(div_pow2(g, torch.tensor(k), rounding), rule(g, 2**k)), (rounding, k)
+    with pytest.raises(ValueError, match="rounding"):
+        div_pow2(g, torch.tensor(1), "nearest")

@@ -24,7 +24,7 @@ from typing import Iterable
 import torch
 
 from torch_intnn.ops._checks import check_integer
-from torch_intnn.ops.rounding import div_floor, div_round, div_trunc, int_range
+from torch_intnn.ops.rounding import div_floor, div_pow2, div_round, div_trunc, int_range
 
 __all__ = ["IntegerSGD", "update_value", "apply_update"]
 
@@ -42,7 +42,7 @@ def update_value(p: torch.Tensor, g: torch.Tensor, residual: torch.Tensor | None
     if carry and residual is not None:
         g = g + residual
     if shift is not None:
-        q = _shift_divide(g, shift, rounding)
+        q = div_pow2(g, shift, rounding)
     else:
         q = _ROUND[rounding](g, divisor)
     new_residual = None
@@ -56,20 +56,6 @@ def update_value(p: torch.Tensor, g: torch.Tensor, residual: torch.Tensor | None
     if decay_inv:
         q = q + div_trunc(p.to(torch.int64), decay_inv)
     return p - q, new_residual  # int64 by type promotion
-
-
-def _shift_divide(g: torch.Tensor, shift: torch.Tensor, rounding: str) -> torch.Tensor:
-    """``g / 2**shift`` (int64 ``g``, 0-d int64 ``shift``) with the named rounding, by shifts only."""
-    floor = torch.bitwise_right_shift(g, shift)
-    if rounding == "floor":
-        return floor
-    low = g - torch.bitwise_left_shift(floor, shift)  # in [0, 2**shift)
-    trunc = floor + ((g < 0) & (low != 0)).to(torch.int64)  # toward zero
-    if rounding == "trunc":
-        return trunc
-    r = g - torch.bitwise_left_shift(trunc, shift)  # remainder with g's sign, |r| < 2**shift
-    r_abs = r.abs()
-    return torch.where(r_abs >= torch.bitwise_left_shift(torch.ones_like(shift), shift) - r_abs, trunc + r.sign(), trunc)
 
 
 def apply_update(plan_entry: tuple, g: torch.Tensor) -> torch.Tensor:

@@ -19,7 +19,6 @@ from torch_intnn.nn._draws import randint
 from torch_intnn.ops._checks import check_integer
 from torch_intnn.ops.rounding import div_trunc, int_range
 
-
 __all__ = ["NitroScaling", "NitroReLU", "IntDropout", "NITRO_RELU_SHIFT"]
 
 #: Mean-shift constant of NITRO-ReLU for each negative slope 1/k (nitro_d.md sec. 3; empirical, ~47.6 (1 - 1/k)).

@@ -14,7 +14,6 @@ from torch_intnn.nn._draws import randint
 from torch_intnn.ops._checks import check_integer, check_rank
 from torch_intnn.ops.rounding import div_trunc, saturate
 
-
 __all__ = ["IntRandomCropFlip", "NitroStandardize"]
 
 

@@ -13,7 +13,7 @@ import torch
 
 from torch_intnn.ops._checks import check_integer
 
-__all__ = ["div_trunc", "div_floor", "div_round", "shift_round", "saturate", "int_range"]
+__all__ = ["div_trunc", "div_floor", "div_round", "div_pow2", "shift_round", "saturate", "int_range"]
 
 
 def int_range(bits: int) -> tuple[int, int]:
@@ -69,6 +69,28 @@ def div_round(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
     r = a - q * b
     r_abs = r.abs()
     return torch.where(r_abs >= b - r_abs, q + r.sign(), q)  # 2|r| >= b, written so that it cannot overflow
+
+
+def div_pow2(a: torch.Tensor, shift: torch.Tensor, rounding: str) -> torch.Tensor:
+    """``a / 2**shift`` for a shift held in a 0-d integer tensor, rounded as ``rounding`` names it (``"trunc"``,
+    ``"floor"`` or ``"round"``: the same results as :func:`div_trunc`, :func:`div_floor`, :func:`div_round` with
+    the int divisor ``2**shift``), by shifts only: no integer division, whose runtime cost is tens of cycles an
+    element. A tensor shift lets a compiled graph take any power of two without recompiling."""
+    check_integer(a, "div_pow2 dividend")
+    check_integer(shift, "div_pow2 shift")
+    if rounding not in ("trunc", "floor", "round"):
+        raise ValueError(f"div_pow2 rounding must be 'trunc', 'floor' or 'round', got {rounding!r}")
+    floor = torch.bitwise_right_shift(a, shift)
+    if rounding == "floor":
+        return floor
+    low = a - torch.bitwise_left_shift(floor, shift)  # in [0, 2**shift)
+    trunc = floor + ((a < 0) & (low != 0)).to(a.dtype)  # toward zero
+    if rounding == "trunc":
+        return trunc
+    r = a - torch.bitwise_left_shift(trunc, shift)  # remainder with a's sign, |r| < 2**shift
+    r_abs = r.abs()
+    b = torch.bitwise_left_shift(torch.ones_like(shift), shift)
+    return torch.where(r_abs >= b - r_abs, trunc + r.sign(), trunc)  # 2|r| >= b, as div_round
 
 
 def shift_round(a: torch.Tensor, shift: int) -> torch.Tensor:
