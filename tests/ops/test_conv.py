@@ -101,6 +101,30 @@ def test_im2col_layout():
     assert torch.equal(im2col(x.contiguous(memory_format=torch.channels_last), 3, 1), cols)
 
 
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_kept_columns_give_the_same_results(case):
+    """conv2d and conv2d_weight given the forward's im2col (a conv block keeps it) equal the calls without it."""
+    n, c, h, w, f, k, p = case
+    x = ints((n, c, h, w), -128, 127, torch.int8, seed=7).contiguous(memory_format=torch.channels_last)
+    weight = ints((f, c, k, k), -32768, 32767, torch.int32, seed=8)
+    cols = im2col(x, k, p)
+    y = conv2d(x, weight, p, w_bits=16, columns=cols)
+    assert torch.equal(y, conv2d(x, weight, p, w_bits=16))
+    g = ints(tuple(y.shape), -2047, 2047, torch.int32, seed=9)
+    assert torch.equal(conv2d_weight(x, g, k, p, grad_bits=12, columns=cols), conv2d_weight(x, g, k, p, grad_bits=12))
+
+
+def test_columns_of_another_input_are_refused():
+    x = torch.zeros(2, 3, 5, 5, dtype=torch.int8)
+    w = torch.zeros(4, 3, 3, 3, dtype=torch.int32)
+    with pytest.raises(ValueError, match=r"columns \(50, 18\) .* not im2col of the input \(2, 3, 5, 5\)"):
+        conv2d(x, w, 1, columns=im2col(x[:, :2], 3, 1))
+    with pytest.raises(ValueError, match="not im2col"):
+        conv2d_weight(x, torch.zeros(2, 4, 5, 5, dtype=torch.int32), 3, 1, columns=im2col(x.to(torch.int16), 3, 1))
+    with pytest.raises(TypeError, match="conv2d columns"):
+        conv2d(x, w, 1, columns=im2col(x, 3, 1).float())
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     n=st.integers(1, 3), c=st.integers(1, 4), h=st.integers(1, 7), w=st.integers(1, 7), f=st.integers(1, 5),

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from torch_intnn.ops import Limbs, int_matmul, result_dtype, split_int8, split_lhs, split_rhs
+from torch_intnn.ops._checks import check_fits, memory_order
 from torch_intnn.ops.matmul import _MAX_K, _pad_for_device, cuda_padding
 
 DTYPES = [torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64]
@@ -201,6 +202,25 @@ def test_values_outside_the_declared_width_raise_value_error():
         int_matmul(b.T, b, a_bits=1)
     with pytest.raises(ValueError, match="16-bit"):
         split_rhs(b, 16)
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [(lambda t: t, True), (lambda t: t.contiguous(memory_format=torch.channels_last), True),
+     (lambda t: t.transpose(1, 3), True), (lambda t: t[:, :, ::2], False)],
+    ids=["contiguous", "channels_last", "transposed", "strided"],
+)
+def test_memory_order_holds_the_same_elements(layout):
+    """Whole-tensor reductions on memory_order(t) equal those on t, whatever the layout (the range check and
+    the NITRO-D value widths read it)."""
+    make, dense = layout
+    t = make(torch.arange(2 * 3 * 4 * 5, dtype=torch.int32).view(2, 3, 4, 5) - 77)
+    ordered = memory_order(t)
+    assert torch.equal(ordered.reshape(-1).sort().values, t.reshape(-1).sort().values)
+    assert (ordered.dim() == 1) == dense and ordered.data_ptr() == t.data_ptr()  # a view, never a copy
+    lo, hi = int(t.min()), int(t.max())
+    with pytest.raises(ValueError, match=rf"values span \[{lo}, {hi}\]"):
+        check_fits(t, 6, "x")
 
 
 # --- the CUDA shape rule, exercised without a GPU -----------------------------------------------------------

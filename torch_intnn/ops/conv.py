@@ -51,6 +51,20 @@ def im2col(x: torch.Tensor, kernel_size: int | tuple[int, int], padding: int | t
     return cols.reshape(-1, kh * kw * cols.shape[-1])
 
 
+def _columns_of(x: torch.Tensor, kernel_size: tuple[int, int], padding: int | tuple[int, int],
+                columns: torch.Tensor | None) -> torch.Tensor:
+    """``im2col(x, kernel_size, padding)``, or ``columns`` (the caller's copy of it) after a shape check."""
+    if columns is None:
+        return im2col(x, kernel_size, padding)
+    check_integer(columns, "conv2d columns")
+    (kh, kw), (ph, pw) = kernel_size, _pair(padding)
+    rows = x.shape[0] * (x.shape[2] + 2 * ph - kh + 1) * (x.shape[3] + 2 * pw - kw + 1)
+    if tuple(columns.shape) != (rows, kh * kw * x.shape[1]) or columns.dtype != x.dtype:
+        raise ValueError(f"conv2d: columns {tuple(columns.shape)} {columns.dtype} are not im2col of the input "
+                         f"{tuple(x.shape)} {x.dtype} (expected ({rows}, {kh * kw * x.shape[1]}))")
+    return columns
+
+
 def _weight_matrix(w: torch.Tensor) -> torch.Tensor:
     """(F, C, kh, kw) -> (F, kh * kw * C), the column order of :func:`im2col`."""
     return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1)
@@ -84,6 +98,7 @@ def conv2d(
     *,
     x_bits: int | None = None,
     w_bits: int | None = None,
+    columns: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact stride-1 integer convolution (cross-correlation, as ``F.conv2d``).
 
@@ -92,6 +107,7 @@ def conv2d(
         weight: (F, C, kh, kw) integer, or a :class:`ConvWeight` from :func:`split_conv_weight`.
         x_bits, w_bits: declared signed widths, as in :func:`int_matmul` (``w_bits`` is ignored for a
             :class:`ConvWeight`, which carries its own).
+        columns: ``im2col(x, (kh, kw), padding)`` if the caller has it (it keeps it for the weight gradient).
     Returns:
         (N, F, H_out, W_out) in ``channels_last`` memory; int32 or int64 by :func:`result_dtype` with
         K = C * kh * kw.
@@ -107,7 +123,7 @@ def conv2d(
     ph, pw = _pair(padding)
     ho, wo = x.shape[2] + 2 * ph - kh + 1, x.shape[3] + 2 * pw - kw + 1
     x_width = declared_bits(x, x_bits, "conv2d input")  # checked on x: the columns repeat its values kh*kw times
-    cols = _split(im2col(x, (kh, kw), (ph, pw)), x_width, "lhs")  # (N*Ho*Wo, K)
+    cols = _split(_columns_of(x, (kh, kw), (ph, pw), columns), x_width, "lhs")  # (N*Ho*Wo, K)
     y = int_matmul(cols, weight.limbs)  # (N*Ho*Wo, F)
     return y.view(n, ho, wo, -1).permute(0, 3, 1, 2)
 
@@ -120,12 +136,14 @@ def conv2d_weight(
     *,
     x_bits: int | None = None,
     grad_bits: int | None = None,
+    columns: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact weight gradient of :func:`conv2d`, summed over the batch and all positions.
 
     Args:
         x: (N, C, H, W) integer, the forward input.
         grad_out: (N, F, H_out, W_out) integer, the error at the convolution's output.
+        columns: ``im2col(x, kernel_size, padding)`` if the caller kept it from the forward pass.
     Returns:
         (F, C, kh, kw), int32 or int64 by :func:`result_dtype` with K = N * H_out * W_out.
     """
@@ -133,7 +151,7 @@ def conv2d_weight(
     check_integer(grad_out, "conv2d_weight grad_out")
     check_rank(grad_out, 4, "conv2d_weight grad_out", "(N, F, H_out, W_out)")
     kh, kw = _pair(kernel_size)
-    cols = im2col(x, (kh, kw), padding)  # (N*Ho*Wo, kh*kw*C)
+    cols = _columns_of(x, (kh, kw), padding, columns)  # (N*Ho*Wo, kh*kw*C)
     ph, pw = _pair(padding)
     expected = (x.shape[0], x.shape[2] + 2 * ph - kh + 1, x.shape[3] + 2 * pw - kw + 1)
     if (grad_out.shape[0], *grad_out.shape[2:]) != expected:
