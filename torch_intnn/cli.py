@@ -10,13 +10,41 @@
 
 from __future__ import annotations
 
+import ctypes
 import sys
 
 __all__ = ["main"]
 
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the kernel.
+
+    A training step allocates and frees the same tensors of several MiB each time (im2col columns, conv outputs).
+    By default glibc serves such blocks with fresh ``mmap`` pages and unmaps them on ``free``, so every step
+    pays for page faults and page zeroing in the kernel: a 100-step CIFAR-10 small-CNN fit plus its two test
+    passes took 24 s of system time and 9.4 million page faults here, 7 s and 2.6 million with this setting.
+    Raises the mmap threshold to glibc's maximum (32 MiB) and stops trimming the heap. The application entry
+    point calls it (``import torch_intnn`` does not); returns False where there is no glibc (nothing changes).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    done = mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
+    done &= mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
+    done &= mallopt(_M_TOP_PAD, 256 << 20) == 1
+    return bool(done)
+
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    keep_freed_memory()
     command = argv[0] if argv else ""
     if command == "bench":
         from torch_intnn.bench import main as bench_main
