@@ -13,7 +13,7 @@ from torch_intnn.ops import int_matmul
 def test_recorder_lists_ops_with_dtypes():
     a = torch.ones(3, 4, dtype=torch.int8)
     with OpRecorder() as rec:
-        int_matmul(a, a.T)
+        int_matmul(a, a.T, backend="int_mm")
         torch.ones(2) * 2.0
     assert "_int_mm" in rec.ops and "mul" in rec.ops
     mm = next(r for r in rec.records if r.op == "_int_mm")

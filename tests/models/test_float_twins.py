@@ -47,3 +47,19 @@ def test_dfa_feedback_matrices_are_buffers_saved_in_the_state_dict():
     assert keys == ["feedback_0", "feedback_1"]
     again = FloatClassifier("pocketnn_mlp_mnist_float", rule="dfa", seed=3)
     assert torch.equal(module.feedback_0, again.feedback_0)
+
+
+def test_mlp_twin_dropout_adds_no_weights_and_only_acts_in_training():
+    from torch_intnn.models import create_model
+
+    plain = create_model("pocketnn_mlp_fmnist_float", seed=3)
+    dropped = create_model("pocketnn_mlp_fmnist_float", seed=3, dropout=0.2)
+    assert sum(isinstance(m, torch.nn.Dropout) for m in dropped.modules()) == 3  # one per hidden block
+    assert plain.state_dict().keys() == dropped.state_dict().keys()
+    assert all(torch.equal(plain.state_dict()[k], v) for k, v in dropped.state_dict().items())
+    x = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+    assert torch.equal(plain.eval()(x), dropped.eval()(x))
+    torch.manual_seed(0)
+    assert not torch.equal(plain.train()(x), dropped.train()(x))
+    with pytest.raises(ValueError, match="dropout"):
+        create_model("pocketnn_mlp_fmnist_float", dropout=1.0)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,11 +14,12 @@ from hypothesis import strategies as st
 
 from torch_intnn.ops import Limbs, int_matmul, result_dtype, split_int8, split_lhs, split_rhs
 from torch_intnn.ops._checks import check_fits, memory_order
-from torch_intnn.ops.matmul import _MAX_K, _pad_for_device, cuda_padding
+from torch_intnn.ops.matmul import _MAX_K, _pad_for_device, cuda_padding, default_backend
 
 DTYPES = [torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64]
 NATURAL_BITS = {torch.int8: 8, torch.uint8: 9, torch.int16: 16, torch.int32: 32, torch.int64: 64}
 SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 9), (9, 130, 31)]  # none a multiple of 8 throughout
+GEMMS = ["int_mm", "int32"]  # both CPU backends, whatever "auto" picks on this machine
 
 
 def ref(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -53,32 +57,35 @@ def pairs_with_bits():
     return out
 
 
+@pytest.mark.parametrize("backend", GEMMS)
 @pytest.mark.parametrize("a_spec,b_spec", list(itertools.product(pairs_with_bits(), repeat=2)),
                          ids=lambda s: f"{str(s[0])[6:]}/{s[1]}")
-def test_every_dtype_pair_matches_int64(a_spec, b_spec):
+def test_every_dtype_pair_matches_int64(a_spec, b_spec, backend):
     (da, ab), (db, bb) = a_spec, b_spec
     for i, (m, k, n) in enumerate(SHAPES[:3]):
         a, b = sample((m, k), da, ab, seed=i), sample((k, n), db, bb, seed=10 + i)
-        out = int_matmul(a, b, a_bits=ab, b_bits=bb)
+        out = int_matmul(a, b, a_bits=ab, b_bits=bb, backend=backend)
         a_w = NATURAL_BITS[da] if da == torch.uint8 else ab or NATURAL_BITS[da]
         assert out.dtype == result_dtype(k, a_w, bb or NATURAL_BITS[db])
         assert out.is_contiguous() and out.shape == (m, n)
         assert torch.equal(out.to(torch.int64), ref(a, b))
 
 
+@pytest.mark.parametrize("backend", GEMMS)
 @pytest.mark.parametrize("m,k,n", SHAPES)
-def test_layouts_and_views(m, k, n):
+def test_layouts_and_views(m, k, n, backend):
     """Column-major operands (a module's weight.T), strided slices and a Limbs split once all agree."""
     a = sample((m, 2 * k), torch.int16, seed=1)[:, ::2]  # a strided view
     w = sample((n, k), torch.int32, 16, seed=2)  # (out, in), as IntLinear stores it
     expected = ref(a, w.T)
-    assert torch.equal(int_matmul(a, w.T, b_bits=16).to(torch.int64), expected)
-    assert torch.equal(int_matmul(a.contiguous(), w.T.contiguous(), b_bits=16).to(torch.int64), expected)
-    assert torch.equal(int_matmul(split_lhs(a), split_rhs(w.T, 16)).to(torch.int64), expected)
-    assert torch.equal(int_matmul(a.T.contiguous().T, w.T, b_bits=16).to(torch.int64), expected)
+    for x in (a, a.contiguous(), a.T.contiguous().T, split_lhs(a)):
+        for y in (w.T, w.T.contiguous(), split_rhs(w.T, 16)):
+            out = int_matmul(x, y, b_bits=16, backend=backend)
+            assert torch.equal(out.to(torch.int64), expected)
 
 
-def test_extremes_of_every_width():
+@pytest.mark.parametrize("backend", GEMMS)
+def test_extremes_of_every_width(backend):
     """All-minimum operands give the largest positive sums: the result dtype boundary is exact."""
     for (da, ab), (db, bb) in [((torch.int8, None), (torch.int8, None)), ((torch.int8, None), (torch.int32, 16)),
                                ((torch.int16, None), (torch.int16, None)), ((torch.int32, None), (torch.int32, None)),
@@ -89,7 +96,7 @@ def test_extremes_of_every_width():
             for va, vb in ((lo_a, lo_b), (lo_a, hi_b), (hi_a, lo_b), (hi_a, hi_b)):
                 a = torch.full((3, k), va, dtype=da)
                 b = torch.full((k, 5), vb, dtype=db)
-                out = int_matmul(a, b, a_bits=ab, b_bits=bb).to(torch.int64)
+                out = int_matmul(a, b, a_bits=ab, b_bits=bb, backend=backend).to(torch.int64)
                 assert torch.equal(out, ref(a, b))
                 if abs(k * va * vb) < 2**63:  # else int64 arithmetic wraps, and so does the result
                     assert torch.equal(out, torch.full((3, 5), k * va * vb, dtype=torch.int64))
@@ -113,14 +120,39 @@ def test_int64_operands_wrap_like_int64_arithmetic():
 
 @pytest.mark.parametrize("da,ab,db,bb", [(torch.int8, None, torch.int8, None), (torch.int16, None, torch.int8, None),
                                          (torch.int8, 4, torch.int32, 4), (torch.uint8, None, torch.int32, 16)])
-def test_long_reductions_are_chunked(da, ab, db, bb):
+@pytest.mark.parametrize("backend", GEMMS)
+def test_long_reductions_are_chunked(da, ab, db, bb, backend):
     k = _MAX_K + 6  # two chunks, the second not a multiple of 8
     a, b = sample((2, k), da, ab, seed=3), sample((k, 3), db, bb, seed=4)
-    out = int_matmul(a, b, a_bits=ab, b_bits=bb)
+    out = int_matmul(a, b, a_bits=ab, b_bits=bb, backend=backend)
     assert torch.equal(out.to(torch.int64), ref(a, b))
     # the all-minimum case, whose int8 partial sums would overflow int32 without chunking
     a, b = torch.full((2, k), value_range(da, ab)[0], dtype=da), torch.full((k, 3), value_range(db, bb)[0], dtype=db)
-    assert torch.equal(int_matmul(a, b, a_bits=ab, b_bits=bb).to(torch.int64), ref(a, b))
+    assert torch.equal(int_matmul(a, b, a_bits=ab, b_bits=bb, backend=backend).to(torch.int64), ref(a, b))
+
+
+@pytest.mark.parametrize("a_bits,b_bits,chunk", [(8, 16, 511), (8, 8, 131071), (12, 12, 511), (9, 20, 15)])
+def test_int32_backend_chunks_at_the_bound(a_bits, b_bits, chunk):
+    """All-minimum operands: a chunk of ``chunk`` products is the longest whose sum fits int32, and the
+    reduction one longer than it (two chunks) is still exact."""
+    assert chunk * (1 << (a_bits - 1)) * (1 << (b_bits - 1)) < 2**31
+    assert (chunk + 1) * (1 << (a_bits - 1)) * (1 << (b_bits - 1)) >= 2**31
+    for k in (chunk, chunk + 1, 3 * chunk + 2):
+        a = torch.full((2, k), -(1 << (a_bits - 1)), dtype=torch.int32)
+        b = torch.full((k, 3), -(1 << (b_bits - 1)), dtype=torch.int32)
+        out = int_matmul(a, b, a_bits=a_bits, b_bits=b_bits, backend="int32")
+        assert torch.equal(out.to(torch.int64), ref(a, b))
+
+
+def test_default_backend_follows_the_environment_variable():
+    code = "from torch_intnn.ops.matmul import default_backend as d; print(d('cpu'), d('cuda'), d('meta'))"
+    other = "int32" if default_backend("cpu") == "int_mm" else "int_mm"  # not what this CPU would pick
+    env = {**os.environ, "TORCH_INTNN_GEMM": other}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == [other, "int_mm", "plain"]
+    env = {**os.environ, "TORCH_INTNN_GEMM": "cublas"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and "TORCH_INTNN_GEMM='cublas'" in done.stderr
 
 
 @pytest.mark.parametrize("m,k,n", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0)])
@@ -131,10 +163,12 @@ def test_empty_shapes(m, k, n):
     assert torch.equal(int_matmul(a, b, backend="plain"), ref(a, b))
 
 
-def test_plain_backend_agrees():
+@pytest.mark.parametrize("backend", ["plain", "int32", "int_mm"])
+def test_every_backend_agrees_with_auto(backend):
     a, b = sample((9, 40), torch.int16, seed=5), sample((40, 11), torch.int32, 20, seed=6)
-    assert torch.equal(int_matmul(a, b, b_bits=20, backend="plain"), int_matmul(a, b, b_bits=20))
-    assert torch.equal(int_matmul(split_lhs(a), split_rhs(b, 20), backend="plain"), int_matmul(a, b, b_bits=20))
+    auto = int_matmul(a, b, b_bits=20)
+    for out in (int_matmul(a, b, b_bits=20, backend=backend), int_matmul(split_lhs(a), split_rhs(b, 20), backend=backend)):
+        assert out.dtype == auto.dtype and torch.equal(out, auto)
 
 
 @pytest.mark.parametrize("dtype,bits", [(d, b) for d, b in pairs_with_bits()])
@@ -160,7 +194,8 @@ def test_split_int8_rebuilds_the_values(dtype, bits):
 def test_property_matches_int64(m, k, n, a_spec, b_spec, seed):
     (da, ab), (db, bb) = a_spec, b_spec
     a, b = sample((m, k), da, ab, seed), sample((k, n), db, bb, seed + 1)
-    assert torch.equal(int_matmul(a, b, a_bits=ab, b_bits=bb).to(torch.int64), ref(a, b))
+    for backend in GEMMS:
+        assert torch.equal(int_matmul(a, b, a_bits=ab, b_bits=bb, backend=backend).to(torch.int64), ref(a, b))
 
 
 # --- bad input -----------------------------------------------------------------------------------------------

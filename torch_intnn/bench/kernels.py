@@ -14,7 +14,9 @@ the int16 weight into two int8 limbs (one ``_int_mm`` twice as wide, recombined 
 the same with the weight split once, as ``IntLinear`` / ``IntConv2d`` do while the weight is unchanged;
 ``compiled`` (with ``--compile``) is the ``torch.compile``'d (Inductor) function, which fuses the split and the
 recombination around ``_int_mm`` (with torch 2.14 on CPU it beats the eager split-each-call path on some
-shapes and loses on others); ``int32 torch.mm`` is PyTorch's own integer GEMM, for reference.
+shapes and loses on others); ``int32 torch.mm`` is PyTorch's own integer GEMM, for reference. The integer
+paths run on :func:`~torch_intnn.ops.matmul.default_backend` (``_int_mm`` on CPUs with int8 dot products,
+chunked int32 GEMMs elsewhere; ``TORCH_INTNN_GEMM`` chooses), which the header names.
 
 The ``min ms`` columns give each path's fastest run and its ratio to the fastest float32 run. On a machine
 shared with other jobs, where a preemption lands in a random run, they and ``--clock cpu`` (process CPU time
@@ -37,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from torch_intnn.ops import conv2d, int_matmul, split_conv_weight, split_rhs
+from torch_intnn.ops.matmul import default_backend
 
 __all__ = ["main", "run", "SHAPES"]
 
@@ -193,6 +196,7 @@ def run(
         "cpu": _cpu_name(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "gemm_backend": default_backend("cpu"),
         "repeats": repeats,
         "clock": clock,
         "load_average_before": os.getloadavg()[0],
@@ -222,6 +226,7 @@ def run(
 def format_table(report: dict) -> str:
     lines = [
         f"{report['cpu']} ({report['cores']} cores), torch {report['torch']}, {report['threads']} thread(s), "
+        f"integer GEMM backend {report['gemm_backend']}, "
         f"medians of {report['repeats']} interleaved runs ({report['clock']} clock), "
         f"load average {report['load_average_before']:.2f} before / {report['load_average_after']:.2f} after",
         f"{'shape':28s} {'path':34s} {'ms':>9s} {'GOP/s':>8s} {'vs f32':>7s} {'min ms':>9s} {'(vs f32)':>8s}  exact",

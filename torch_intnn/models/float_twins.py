@@ -58,13 +58,17 @@ def _act(name: str) -> nn.Module:
     return {"tanh": nn.Tanh(), "relu": nn.ReLU(), "leaky4": nn.LeakyReLU(0.25)}[name]
 
 
-def mlp_twin(sizes: list[int], activation: str, dataset: str, seed: int = 0) -> FloatNet:
-    """MLP ``sizes[0] - ... - sizes[-1]``: a flatten joins the first block."""
+def mlp_twin(sizes: list[int], activation: str, dataset: str, seed: int = 0, dropout: float = 0.0) -> FloatNet:
+    """MLP ``sizes[0] - ... - sizes[-1]``: a flatten joins the first block. ``dropout`` > 0 ends every hidden
+    block with ``nn.Dropout(dropout)`` (no weights: the architecture stays the integer model's)."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     torch.manual_seed(seed)
     blocks = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-2], sizes[1:-1])):
         layers = [nn.Flatten()] if i == 0 else []
-        blocks.append(nn.Sequential(*layers, nn.Linear(n_in, n_out), _act(activation)))
+        tail = [nn.Dropout(dropout)] if dropout else []
+        blocks.append(nn.Sequential(*layers, nn.Linear(n_in, n_out), _act(activation), *tail))
     output = nn.Linear(sizes[-2], sizes[-1])
     if len(sizes) == 2:
         output = nn.Sequential(nn.Flatten(), output)
@@ -133,8 +137,8 @@ TWIN_SPECS: dict[str, tuple] = {
 
 def _register_twins() -> None:
     for name, (builder, spec) in TWIN_SPECS.items():
-        def factory(seed: int = 0, _b=builder, _s=spec):
-            return _b(seed=seed, **_s)
+        def factory(seed: int = 0, _b=builder, _s=spec, **options):
+            return _b(seed=seed, **_s, **options)
 
         register_model(
             f"{name}_float", kind="float", twin_of=name, dataset=spec["dataset"],

@@ -64,10 +64,19 @@ class Limbs(NamedTuple):
 
     def to_int64(self) -> torch.Tensor:
         """The original matrix, rebuilt in int64 (for the plain backend and for tests)."""
-        x = torch.full(self.shape, self.offset, dtype=torch.int64, device=self.device)
-        for i in range(self.count):
-            x += self.limb(i).to(torch.int64) << (8 * i)
-        return x
+        return self._rebuild(torch.int64)
+
+    def to_int32(self) -> torch.Tensor:
+        """The original matrix, rebuilt in int32 (for the int32 backend; ``bits`` must be at most 32)."""
+        if self.bits > 32:
+            raise ValueError(f"Limbs.to_int32: values of {self.bits} bits do not fit int32")
+        return self._rebuild(torch.int32)
+
+    def _rebuild(self, dtype: torch.dtype) -> torch.Tensor:
+        x = self.limb(0).to(dtype)  # the sum is exact modulo 2**width, and the true value fits
+        for i in range(1, self.count):
+            x = x + (self.limb(i).to(dtype) << (8 * i))
+        return x + self.offset if self.offset else x
 
 
 def effective_bits(dtype: torch.dtype, bits: int | None) -> int:
