@@ -251,7 +251,8 @@ def int_matmul(
         return torch.zeros(m, n, dtype=out, device=a.device)
     chunk = ((1 << 31) - 1) // ((1 << (a_width - 1)) * (1 << (b_width - 1)))
     if backend == "int32" and (chunk >= min(k, _INT32_MIN_CHUNK)):
-        return _int32_products(_to_int32(a), _to_int32(b), chunk, out)
+        tall = m > n  # operand layouts for PyTorch's int32 GEMM loop: see _int32_products
+        return _int32_products(_to_int32(a, column_major=tall), _to_int32(b, column_major=not tall), chunk, out)
     a = a if isinstance(a, Limbs) else _split(a, a_width, "lhs")
     b = b if isinstance(b, Limbs) else _split(b, b_width, "rhs")
     rows = max(1, _COMBINE_CHUNK // b.stack.shape[1])
@@ -269,12 +270,14 @@ def int_matmul(
 def _int32_products(a: torch.Tensor, b: torch.Tensor, chunk: int, out: torch.dtype) -> torch.Tensor:
     """``a @ b`` for int32 operands, K cut into chunks of ``chunk`` whose sums fit int32, added in ``out``.
 
-    PyTorch's int32 GEMM is a plain loop whose speed depends on the layouts: with ``b`` row-major it ran at 6 to
-    20 GOPS on the shapes measured here for either layout of ``a``, with both operands column-major at 0.2 to
-    3 GOPS. So ``b`` is made row-major (a copy only for a column-major ``b``, such as a weight's ``.T``).
+    PyTorch's int32 GEMM is a plain loop whose speed depends on the operands' layouts (GOPS measured on an AVX2
+    EPYC, one thread): both column-major 0.3-5, the worst everywhere; for M <= N (a linear layer's batch times
+    weight) row-major ``a`` with column-major ``b`` was best (20-33 against 9-19 for both row-major); for tall
+    products (a conv's im2col GEMM, M = 16384 or 4096) column-major ``a`` with row-major ``b`` (10-17 against
+    5-6). ``int_matmul`` converts its operands to int32 in those layouts.
     """
     k = a.shape[1]
-    b = b.contiguous()
+    chunk = -(-k // -(-k // chunk))  # equal chunks: a thin last one (K = 1024 at 511 leaves 2) costs a whole GEMM
     total = torch.mm(a[:, :chunk], b[:chunk])
     if k <= chunk:
         return total if out == torch.int32 else total.to(out)
@@ -293,6 +296,13 @@ def _to_int64(x: torch.Tensor | Limbs) -> torch.Tensor:
     return x.to_int64() if isinstance(x, Limbs) else x.to(torch.int64)
 
 
-def _to_int32(x: torch.Tensor | Limbs) -> torch.Tensor:
-    """``x`` as int32; a :class:`Limbs` (at most 32 bits here) rebuilt from its limbs (exact modulo 2**32)."""
-    return x.to_int32() if isinstance(x, Limbs) else x.to(torch.int32)
+def _to_int32(x: torch.Tensor | Limbs, column_major: bool) -> torch.Tensor:
+    """``x`` as int32 in the given layout, converted in one pass; a :class:`Limbs` (at most 32 bits here) is
+    rebuilt from its limbs (exact modulo 2**32)."""
+    if isinstance(x, Limbs):
+        x = x.to_int32()
+    if x.dtype == torch.int32 and (x.mT.is_contiguous() if column_major else x.is_contiguous()):
+        return x
+    rows, cols = x.shape
+    strides = (1, max(rows, 1)) if column_major else (max(cols, 1), 1)
+    return torch.empty_strided((rows, cols), strides, dtype=torch.int32, device=x.device).copy_(x)
