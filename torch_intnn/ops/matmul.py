@@ -240,6 +240,8 @@ def int_matmul(
         raise ValueError(f"int_matmul: inner sizes differ, lhs {tuple(a.shape)} and rhs {tuple(b.shape)}")
     if backend == "auto":
         backend = default_backend(a.device)
+    elif backend in ("int32", "plain") and a.device.type == "cuda":
+        raise ValueError(f"int_matmul: backend {backend!r} runs on CPU only (CUDA has no int32 or int64 matmul)")
 
     a_width = a.bits if isinstance(a, Limbs) else declared_bits(a, a_bits, "int_matmul lhs")
     b_width = b.bits if isinstance(b, Limbs) else declared_bits(b, b_bits, "int_matmul rhs")
