@@ -1,4 +1,5 @@
-"""Shared fixtures: a small synthetic dataset written in torchvision's own MNIST file format."""
+"""Shared fixtures: a small synthetic dataset written in torchvision's own MNIST file format, and the ATen op
+a compiled integer step multiplies with on this machine."""
 
 from __future__ import annotations
 
@@ -45,3 +46,11 @@ def fake_root(tmp_path: Path) -> Path:
     make_mnist_root(tmp_path, "MNIST")
     make_mnist_root(tmp_path, "FashionMNIST")
     return tmp_path
+
+
+@pytest.fixture
+def gemm_op() -> str:
+    """The GEMM op in a compiled integer graph: ``_int_mm``, or int32 ``mm`` where the CPU backend is ``int32``."""
+    from torch_intnn.ops.matmul import default_backend
+
+    return "aten._int_mm.default" if default_backend("cpu") == "int_mm" else "aten.mm.default"

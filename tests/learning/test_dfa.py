@@ -10,9 +10,6 @@ from torch_intnn.learning import create_rule
 from torch_intnn.learning.dfa import E_ONE, TARGET
 from torch_intnn.models import create_model
 from torch_intnn.models.pocketnn import PocketMLP
-from torch_intnn.ops.matmul import default_backend
-
-GEMM_OP = "aten._int_mm.default" if default_backend("cpu") == "int_mm" else "aten.mm.default"  # the compiled GEMM
 
 MODELS = ["pocketnn_mlp_mnist", "pocketnn_mlp_fmnist"]
 
@@ -256,14 +253,14 @@ def test_compiled_step_traces_as_one_graph_and_matches_the_eager_step(mode):
 
 
 @pytest.mark.parametrize("mode", ["faithful", "improved"])
-def test_compiled_step_is_integer_only(mode):
+def test_compiled_step_is_integer_only(mode, gemm_op):
     """The ATen graph Inductor compiles (forward, gradients, update) has no floating-point value."""
     extra = {} if mode == "faithful" else {"augment_shift": 1, "decay_shift": 11}
     model, rule, opt, x, y = _setup("pocketnn_mlp_mnist", mode, **extra)
     ops = []
     rule.compile_step(backend=integer_only_backend(ops))
     rule.train_step(x, y, opt)
-    assert GEMM_OP in ops and len(ops) > 50
+    assert gemm_op in ops and len(ops) > 50
     # and the check can fail: a float op in a compiled function is caught
     with pytest.raises(torch._dynamo.exc.BackendCompilerFailed, match="FloatOpError.*float32"):
         torch.compile(lambda t: (t.float() * 2).to(torch.int32), backend=integer_only_backend())(x[:, 0, 0])

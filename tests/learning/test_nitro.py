@@ -6,9 +6,6 @@ import torch
 from torch_intnn.learning import PlateauSchedule, create_rule
 from torch_intnn.learning.nitro import nitro_targets, rss_loss
 from torch_intnn.models import create_model
-from torch_intnn.ops.matmul import default_backend
-
-GEMM_OP = "aten._int_mm.default" if default_backend("cpu") == "int_mm" else "aten.mm.default"  # the compiled GEMM
 
 
 def _batch(n=8, shape=(1, 28, 28), seed=0):
@@ -178,7 +175,7 @@ def test_compiled_step_matches_eager_with_crops_flips_and_dropout(rule_args):
     _compare_compiled("eager", **rule_args)
 
 
-def test_compiled_nitro_step_is_integer_only():
+def test_compiled_nitro_step_is_integer_only(gemm_op):
     from torch_intnn.audit import integer_only_backend
 
     model = _mlp_with_every_random_draw()
@@ -186,7 +183,7 @@ def test_compiled_nitro_step_is_integer_only():
     ops = []
     rule.compile_step(backend=integer_only_backend(ops))
     rule.train_step(*_batch(16), rule.configure_optimizer())
-    assert GEMM_OP in ops and "aten.randint.low" not in ops  # draws happen outside the graph
+    assert gemm_op in ops and "aten.randint.low" not in ops  # draws happen outside the graph
 
 
 @pytest.mark.slow

@@ -75,10 +75,14 @@ def default_backend(device: torch.device | str) -> str:
     return "int_mm" if kind == "cuda" else "plain"
 
 
+def _int32_terms(a_bits: int, b_bits: int) -> int:
+    """How many products of an ``a_bits`` and a ``b_bits`` value a sum can hold and provably fit int32."""
+    return ((1 << 31) - 1) // ((1 << (a_bits - 1)) * (1 << (b_bits - 1)))
+
+
 def result_dtype(k: int, a_bits: int, b_bits: int) -> torch.dtype:
     """int32 if ``k`` products of an ``a_bits`` and a ``b_bits`` value provably fit it, else int64."""
-    bound = k * (1 << (a_bits - 1)) * (1 << (b_bits - 1))
-    return torch.int32 if bound < (1 << 31) else torch.int64
+    return torch.int32 if k <= _int32_terms(a_bits, b_bits) else torch.int64
 
 
 def with_bias_dtype(z: torch.Tensor, k: int, a_bits: int, b_bits: int) -> torch.Tensor:
@@ -251,8 +255,8 @@ def int_matmul(
         return torch.mm(_to_int64(a), _to_int64(b)).to(out)
     if m == 0 or n == 0 or k == 0:
         return torch.zeros(m, n, dtype=out, device=a.device)
-    chunk = ((1 << 31) - 1) // ((1 << (a_width - 1)) * (1 << (b_width - 1)))
-    if backend == "int32" and (chunk >= min(k, _INT32_MIN_CHUNK)):
+    chunk = _int32_terms(a_width, b_width)
+    if backend == "int32" and chunk >= min(k, _INT32_MIN_CHUNK):
         tall = m > n  # operand layouts for PyTorch's int32 GEMM loop: see _int32_products
         return _int32_products(_to_int32(a, column_major=tall), _to_int32(b, column_major=not tall), chunk, out)
     a = a if isinstance(a, Limbs) else _split(a, a_width, "lhs")
