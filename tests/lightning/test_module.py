@@ -30,6 +30,28 @@ def test_manual_integer_steps_are_counted_and_checkpointed(fake_root, tmp_path):
     assert saved["state_dict"]["rule.steps"] == 10
 
 
+class _NeverImproves(IntegerClassifier):
+    def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
+        self.log("val/flat", 0.0)  # equal is not better: only the first epoch has a new best
+
+
+def test_last_checkpoint_follows_every_epoch_not_only_improvements(fake_root, tmp_path):
+    from torch_intnn.lightning.checkpoint import BestAndLastCheckpoint
+
+    model = _NeverImproves("toy_linear", rule="toy")
+    dm = MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200)
+    ckpt = BestAndLastCheckpoint(dirpath=tmp_path / "ckpt", monitor="val/flat", mode="max", save_last=True,
+                                 filename="best-{step}")
+    trainer = _trainer(tmp_path, max_epochs=3, callbacks=[ckpt])
+    trainer.fit(model, dm)
+    steps_per_epoch = trainer.global_step // 3
+    assert [p.name for p in (tmp_path / "ckpt").glob("best-*")] == [f"best-step={steps_per_epoch}.ckpt"]
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == trainer.global_step == 3 * steps_per_epoch
+    assert torch.equal(saved["state_dict"]["net.fc.weight"], model.net.fc.weight)
+
+
 def test_training_learns_and_logs_every_split(fake_root, tmp_path):
     model = IntegerClassifier("toy_linear", rule="toy")
     dm = MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200)

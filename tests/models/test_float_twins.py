@@ -63,3 +63,31 @@ def test_mlp_twin_dropout_adds_no_weights_and_only_acts_in_training():
     assert not torch.equal(plain.train()(x), dropped.train()(x))
     with pytest.raises(ValueError, match="dropout"):
         create_model("pocketnn_mlp_fmnist_float", dropout=1.0)
+
+
+def test_ema_averages_the_weights_after_each_step_and_serves_evaluation():
+    from torch_intnn.lightning import FloatClassifier
+
+    module = FloatClassifier("pocketnn_mlp_mnist_float", ema=0.5, lr=0.1)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    assert len(trainable) == len(list(module.net.parameters()))  # the average is not trained
+    assert any(k.startswith("ema_net.") for k in module.state_dict())  # saved with checkpoints
+    opt = torch.optim.SGD(trainable, lr=0.1)
+    x = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+    y = torch.arange(8) % 10
+    weights = []
+    for step in range(2):
+        module._reset("train")
+        opt.zero_grad()
+        module.training_step((x, y), step).backward()
+        opt.step()
+        module.on_train_batch_end(None, (x, y), step)
+        weights.append(module.net.blocks[0][1].weight.detach().clone())
+    average = module.ema_net.module.blocks[0][1].weight
+    assert torch.allclose(average, (weights[0] + weights[1]) / 2)  # first update copies, then decay 0.5
+    assert not torch.equal(average, weights[1])
+    module.eval()
+    assert torch.equal(module(x), module.ema_net(x))
+    assert not torch.equal(module(x), module.net(x))
+    with pytest.raises(ValueError, match="ema"):
+        FloatClassifier("pocketnn_mlp_mnist_float", ema=1.0)

@@ -9,9 +9,10 @@ import zipfile
 from pathlib import Path
 
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-__all__ = ["AtomicCheckpointIO", "CheckpointError", "load_checkpoint"]
+__all__ = ["AtomicCheckpointIO", "BestAndLastCheckpoint", "CheckpointError", "load_checkpoint"]
 
 
 class CheckpointError(RuntimeError):
@@ -64,3 +65,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict:
         return load_checkpoint(path)
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is the state at the end of every epoch.
+
+    With a ``monitor``, Lightning writes ``last.ckpt`` only when it also writes a new best checkpoint, so after
+    the last improvement ``last.ckpt`` falls behind the run, and a resume from it repeats every epoch since. This
+    subclass also writes it after each epoch that did not improve (the best checkpoints are kept as before).
+    """
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def _save_last_if_behind(self, trainer) -> None:
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):  # skips steps already saved
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -1,6 +1,7 @@
 """``intnn fit | validate | test``: LightningCLI over the recipes in ``recipes/``.
 
-On top of plain LightningCLI: a ``ModelCheckpoint`` that keeps the best model on ``val/acc`` and the last one;
+On top of plain LightningCLI: a checkpoint callback that keeps the best model on ``val/acc`` and, after every epoch,
+the last one (:class:`~torch_intnn.lightning.checkpoint.BestAndLastCheckpoint`);
 TensorBoard logs under ``logs/<recipe name>/``; the model seed follows ``seed_everything`` unless set; and after
 ``fit`` the test set is evaluated twice, with the final weights and with the best-on-validation checkpoint,
 printed and written to ``results.json`` in the run folder.
@@ -14,10 +15,9 @@ import time
 from pathlib import Path
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from torch_intnn.lightning.checkpoint import load_checkpoint
+from torch_intnn.lightning.checkpoint import BestAndLastCheckpoint, load_checkpoint
 
 __all__ = ["IntnnCLI", "run"]
 
@@ -31,7 +31,7 @@ class IntnnCLI(LightningCLI):
             help="torch intra-op threads (default: torch's choice). Small models run fastest on 1: a second "
             "thread costs more in synchronisation than it saves, badly so on a loaded machine.",
         )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",

@@ -21,6 +21,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from torch_intnn.models import create_model
 
@@ -40,6 +41,9 @@ class FloatClassifier(pl.LightningModule):
         weight_decay: L2 weight decay.
         les_dim: largest head input of a LES block (average pooling reaches it).
         label_smoothing: cross-entropy label smoothing of the backprop loss (``F.cross_entropy``'s argument).
+        ema: decay of an exponential moving average of the weights, updated after every optimizer step
+            (``torch.optim.swa_utils.AveragedModel``); validation, test and ``forward`` then use the average.
+            ``0`` (the default) keeps no average.
         seed: seed of the weights and DFA feedback matrices (default: ``seed_everything``'s).
     """
 
@@ -53,6 +57,7 @@ class FloatClassifier(pl.LightningModule):
         weight_decay: float = 0.0,
         les_dim: int = 2048,
         label_smoothing: float = 0.0,
+        ema: float = 0.0,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -60,11 +65,17 @@ class FloatClassifier(pl.LightningModule):
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        if not 0.0 <= ema < 1.0:
+            raise ValueError(f"ema must be a decay in [0, 1), got {ema!r}")
         self.save_hyperparameters()
         seed = 0 if seed is None else seed
         self.net = create_model(model, seed=seed, **(model_args or {}))
         self.rule, self.lr, self.weight_decay, self.opt_name = rule, lr, weight_decay, optimizer
         self.label_smoothing = label_smoothing
+        self.ema_net = None
+        if ema:
+            self.ema_net = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
+            self.ema_net.requires_grad_(False)
         shapes = self._block_shapes()
         gen = torch.Generator().manual_seed(seed + 1)
         if rule == "dfa":
@@ -94,14 +105,20 @@ class FloatClassifier(pl.LightningModule):
         pool = nn.AdaptiveAvgPool2d((math.ceil(h / kh), math.ceil(w / kw)))
         return nn.Sequential(pool, nn.Flatten(), nn.Linear(c * math.ceil(h / kh) * math.ceil(w / kw), 10))
 
+    @property
+    def eval_net(self) -> nn.Module:
+        """The network validation, test and ``forward`` use: the weight average when ``ema`` is on."""
+        return self.net if self.ema_net is None else self.ema_net
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        return self.eval_net(x)
 
     def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]  # not the weight average's
         if self.opt_name == "adam":
-            opt = torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         else:
-            opt = torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9, nesterov=True,
+            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True,
                                   weight_decay=self.weight_decay)
         epochs = max(self.trainer.max_epochs or 1, 1)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
@@ -125,6 +142,10 @@ class FloatClassifier(pl.LightningModule):
         self._count("train", out, y, loss)
         return total
 
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.ema_net is not None:
+            self.ema_net.update_parameters(self.net)
+
     def on_train_epoch_start(self) -> None:
         self._reset("train")
 
@@ -137,7 +158,7 @@ class FloatClassifier(pl.LightningModule):
         self._reset("val")
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._count("val", self.net(batch[0]), batch[1])
+        self._count("val", self.eval_net(batch[0]), batch[1])
 
     def on_validation_epoch_end(self) -> None:
         self._log_acc("val", prog_bar=True)
@@ -146,7 +167,7 @@ class FloatClassifier(pl.LightningModule):
         self._reset("test")
 
     def test_step(self, batch, batch_idx: int) -> None:
-        self._count("test", self.net(batch[0]), batch[1])
+        self._count("test", self.eval_net(batch[0]), batch[1])
 
     def on_test_epoch_end(self) -> None:
         self._log_acc("test")
