@@ -87,6 +87,37 @@ def test_cli_fit_prints_and_writes_test_accuracy(fake_root, tmp_path, monkeypatc
     assert results["epochs"] == 2 and 0.0 <= results["test_acc_best_val"] <= 1.0
 
 
+def test_cli_fit_resumed_from_last_checkpoint_ends_as_the_uninterrupted_run(fake_root, tmp_path, monkeypatch):
+    """The README's resume command: ``intnn fit --config R --ckpt_path .../last.ckpt``."""
+    from torch_intnn.cli import main
+
+    recipe = tmp_path / "toy_recipe.yaml"
+    recipe.write_text(
+        "seed_everything: 0\n"
+        "model:\n  class_path: torch_intnn.lightning.IntegerClassifier\n"
+        "  init_args: {model: toy_linear, rule: toy}\n"
+        "data:\n  class_path: torch_intnn.lightning.MNISTDataModule\n  init_args: {batch_size: 50, val_size: 200}\n"
+        "trainer: {max_epochs: 3, enable_progress_bar: false}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "logs" / "toy_recipe"
+    args = ["fit", "--config", str(recipe), "--data.root", str(fake_root)]
+    main(args)  # version_0: three epochs in one go
+    main([*args, "--trainer.max_epochs", "1"])  # version_1: interrupted after one epoch
+    main([*args, "--ckpt_path", str(runs / "version_1" / "checkpoints" / "last.ckpt")])  # version_2
+    whole = torch.load(runs / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed = torch.load(runs / "version_2" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == whole["global_step"] > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(runs / "version_2"))
+    events.Reload()
+    assert min(e.value for e in events.Scalars("epoch")) == 1  # it continued: epoch 0 was not trained again
+    assert whole["state_dict"].keys() == resumed["state_dict"].keys()
+    for key, value in whole["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+
+
 def test_cli_test_subcommand_reads_a_checkpoint(fake_root, tmp_path, monkeypatch, capsys):
     from torch_intnn.cli import main
 
