@@ -257,8 +257,10 @@ def int_matmul(
         return torch.zeros(m, n, dtype=out, device=a.device)
     chunk = _int32_terms(a_width, b_width)
     if backend == "int32" and chunk >= min(k, _INT32_MIN_CHUNK):
-        tall = m > n  # operand layouts for PyTorch's int32 GEMM loop: see _int32_products
-        return _int32_products(_to_int32(a, column_major=tall), _to_int32(b, column_major=not tall), chunk, out)
+        a32, b32 = _to_int32(a, column_major=False), _to_int32(b, column_major=True)  # see _int32_products
+        if m <= n:
+            return _int32_products(a32, b32, chunk, out)
+        return _int32_products(b32.T, a32.T, chunk, out).T.contiguous()  # a tall product as (b^T a^T)^T
     a = a if isinstance(a, Limbs) else _split(a, a_width, "lhs")
     b = b if isinstance(b, Limbs) else _split(b, b_width, "rhs")
     rows = max(1, _COMBINE_CHUNK // b.stack.shape[1])
@@ -276,11 +278,12 @@ def int_matmul(
 def _int32_products(a: torch.Tensor, b: torch.Tensor, chunk: int, out: torch.dtype) -> torch.Tensor:
     """``a @ b`` for int32 operands, K cut into chunks of ``chunk`` whose sums fit int32, added in ``out``.
 
-    PyTorch's int32 GEMM is a plain loop whose speed depends on the operands' layouts (GOPS measured on an AVX2
-    EPYC, one thread): both column-major 0.3-5, the worst everywhere; for M <= N (a linear layer's batch times
-    weight) row-major ``a`` with column-major ``b`` was best (20-33 against 9-19 for both row-major); for tall
-    products (a conv's im2col GEMM, M = 16384 or 4096) column-major ``a`` with row-major ``b`` (10-17 against
-    5-6). ``int_matmul`` converts its operands to int32 in those layouts.
+    PyTorch's int32 GEMM is a plain loop whose speed depends on the operands' layouts and shape (GOPS measured
+    on an AVX2 EPYC, one thread): both column-major 0.3-5, the worst everywhere; for M <= N (a linear layer's
+    batch times weight) row-major ``a`` with column-major ``b`` was best (20-33 against 9-19 for both
+    row-major). A tall product (a conv's im2col GEMM, 16384 x 576 x 128) ran at 6-11 GOPS in every layout, and
+    at 24-30 as ``(b^T a^T)^T``, which is again the fast case. ``int_matmul`` therefore converts ``a`` to
+    row-major and ``b`` to column-major int32, and multiplies a product with M > N transposed.
     """
     k = a.shape[1]
     chunk = -(-k // -(-k // chunk))  # equal chunks: a thin last one (K = 1024 at 511 leaves 2) costs a whole GEMM
