@@ -68,17 +68,23 @@ def test_training_learns_and_logs_every_split(fake_root, tmp_path):
     assert any(t.startswith("weights/") for t in acc.Tags()["histograms"])
 
 
-def test_cli_fit_prints_and_writes_test_accuracy(fake_root, tmp_path, monkeypatch, capsys):
-    from torch_intnn.cli import main
-
+def _toy_recipe(tmp_path, max_epochs: int):
+    """A CLI recipe for the toy model on the fake MNIST root (``--data.root``), named toy_recipe.yaml."""
     recipe = tmp_path / "toy_recipe.yaml"
     recipe.write_text(
         "seed_everything: 0\n"
         "model:\n  class_path: torch_intnn.lightning.IntegerClassifier\n"
         "  init_args: {model: toy_linear, rule: toy}\n"
         "data:\n  class_path: torch_intnn.lightning.MNISTDataModule\n  init_args: {batch_size: 50, val_size: 200}\n"
-        "trainer: {max_epochs: 2, enable_progress_bar: false}\n"
+        f"trainer: {{max_epochs: {max_epochs}, enable_progress_bar: false}}\n"
     )
+    return recipe
+
+
+def test_cli_fit_prints_and_writes_test_accuracy(fake_root, tmp_path, monkeypatch, capsys):
+    from torch_intnn.cli import main
+
+    recipe = _toy_recipe(tmp_path, max_epochs=2)
     monkeypatch.chdir(tmp_path)
     main(["fit", "--config", str(recipe), "--data.root", str(fake_root)])
     out = capsys.readouterr().out
@@ -91,14 +97,7 @@ def test_cli_fit_resumed_from_last_checkpoint_ends_as_the_uninterrupted_run(fake
     """The README's resume command: ``intnn fit --config R --ckpt_path .../last.ckpt``."""
     from torch_intnn.cli import main
 
-    recipe = tmp_path / "toy_recipe.yaml"
-    recipe.write_text(
-        "seed_everything: 0\n"
-        "model:\n  class_path: torch_intnn.lightning.IntegerClassifier\n"
-        "  init_args: {model: toy_linear, rule: toy}\n"
-        "data:\n  class_path: torch_intnn.lightning.MNISTDataModule\n  init_args: {batch_size: 50, val_size: 200}\n"
-        "trainer: {max_epochs: 3, enable_progress_bar: false}\n"
-    )
+    recipe = _toy_recipe(tmp_path, max_epochs=3)
     monkeypatch.chdir(tmp_path)
     runs = tmp_path / "logs" / "toy_recipe"
     args = ["fit", "--config", str(recipe), "--data.root", str(fake_root)]
