@@ -134,14 +134,16 @@ def test_long_reductions_are_chunked(da, ab, db, bb, backend):
 @pytest.mark.parametrize("a_bits,b_bits,chunk", [(8, 16, 511), (8, 8, 131071), (12, 12, 511), (9, 20, 15)])
 def test_int32_backend_chunks_at_the_bound(a_bits, b_bits, chunk):
     """All-minimum operands: a chunk of ``chunk`` products is the longest whose sum fits int32, and the
-    reduction one longer than it (two chunks) is still exact."""
+    reduction one longer than it (two chunks) is still exact; wide (M <= N) and tall (M > N, multiplied
+    transposed) products alike."""
     assert chunk * (1 << (a_bits - 1)) * (1 << (b_bits - 1)) < 2**31
     assert (chunk + 1) * (1 << (a_bits - 1)) * (1 << (b_bits - 1)) >= 2**31
     for k in (chunk, chunk + 1, 3 * chunk + 2):
-        a = torch.full((2, k), -(1 << (a_bits - 1)), dtype=torch.int32)
-        b = torch.full((k, 3), -(1 << (b_bits - 1)), dtype=torch.int32)
-        out = int_matmul(a, b, a_bits=a_bits, b_bits=b_bits, backend="int32")
-        assert torch.equal(out.to(torch.int64), ref(a, b))
+        for m, n in ((2, 3), (3, 2)):
+            a = torch.full((m, k), -(1 << (a_bits - 1)), dtype=torch.int32)
+            b = torch.full((k, n), -(1 << (b_bits - 1)), dtype=torch.int32)
+            out = int_matmul(a, b, a_bits=a_bits, b_bits=b_bits, backend="int32")
+            assert out.is_contiguous() and torch.equal(out.to(torch.int64), ref(a, b))
 
 
 def test_default_backend_follows_the_environment_variable():
