@@ -121,13 +121,14 @@ def test_int64_operands_wrap_like_int64_arithmetic():
 @pytest.mark.parametrize("da,ab,db,bb", [(torch.int8, None, torch.int8, None), (torch.int16, None, torch.int8, None),
                                          (torch.int8, 4, torch.int32, 4), (torch.uint8, None, torch.int32, 16)])
 @pytest.mark.parametrize("backend", GEMMS)
-def test_long_reductions_are_chunked(da, ab, db, bb, backend):
+@pytest.mark.parametrize("m,n", [(2, 3), (3, 2)])  # wide and tall: the int32 backend's long-K layouts
+def test_long_reductions_are_chunked(da, ab, db, bb, backend, m, n):
     k = _MAX_K + 6  # two chunks, the second not a multiple of 8
-    a, b = sample((2, k), da, ab, seed=3), sample((k, 3), db, bb, seed=4)
+    a, b = sample((m, k), da, ab, seed=3), sample((k, n), db, bb, seed=4)
     out = int_matmul(a, b, a_bits=ab, b_bits=bb, backend=backend)
-    assert torch.equal(out.to(torch.int64), ref(a, b))
+    assert out.shape == (m, n) and out.is_contiguous() and torch.equal(out.to(torch.int64), ref(a, b))
     # the all-minimum case, whose int8 partial sums would overflow int32 without chunking
-    a, b = torch.full((2, k), value_range(da, ab)[0], dtype=da), torch.full((k, 3), value_range(db, bb)[0], dtype=db)
+    a, b = torch.full((m, k), value_range(da, ab)[0], dtype=da), torch.full((k, n), value_range(db, bb)[0], dtype=db)
     assert torch.equal(int_matmul(a, b, a_bits=ab, b_bits=bb, backend=backend).to(torch.int64), ref(a, b))
 
 
