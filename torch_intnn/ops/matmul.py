@@ -259,15 +259,13 @@ def int_matmul(
     chunk = _int32_terms(a_width, b_width)
     if backend == "int32" and chunk >= min(k, _INT32_MIN_CHUNK):
         chunk = _equal_chunk(k, chunk)
-        if chunk >= _INT32_LONG_K:  # a conv's weight gradient (K = batch x positions): see _int32_products
-            if m <= n:
-                return _int32_products(_to_int32(a, column_major=False), _to_int32(b, column_major=False), chunk, out)
-            bt, at = _to_int32(b, column_major=True).T, _to_int32(a, column_major=True).T  # row-major b^T, a^T
-            return _int32_products(bt, at, chunk, out).T.contiguous()
-        a32, b32 = _to_int32(a, column_major=False), _to_int32(b, column_major=True)
+        rhs_column_major = chunk < _INT32_LONG_K  # row-major for long reductions: see _int32_products
         if m <= n:
-            return _int32_products(a32, b32, chunk, out)
-        return _int32_products(b32.T, a32.T, chunk, out).T.contiguous()  # a tall product as (b^T a^T)^T
+            return _int32_products(_to_int32(a, column_major=False), _to_int32(b, column_major=rhs_column_major),
+                                   chunk, out)
+        # a tall product as (b^T a^T)^T: row-major b^T on the left, a^T laid out as a right operand
+        bt, at = _to_int32(b, column_major=True).T, _to_int32(a, column_major=not rhs_column_major).T
+        return _int32_products(bt, at, chunk, out).T.contiguous()
     a = a if isinstance(a, Limbs) else _split(a, a_width, "lhs")
     b = b if isinstance(b, Limbs) else _split(b, b_width, "rhs")
     rows = max(1, _COMBINE_CHUNK // b.stack.shape[1])
@@ -289,11 +287,11 @@ def _int32_products(a: torch.Tensor, b: torch.Tensor, chunk: int, out: torch.dty
     on an AVX2 EPYC, one thread): both column-major 0.3-5, the worst everywhere; for M <= N (a linear layer's
     batch times weight) row-major ``a`` with column-major ``b`` was best (20-33 against 9-19 for both
     row-major). A tall product (a conv's im2col GEMM, 16384 x 576 x 128) ran at 6-11 GOPS in every layout, and
-    at 24-30 as ``(b^T a^T)^T``, which is again the fast case. ``int_matmul`` therefore converts ``a`` to
-    row-major and ``b`` to column-major int32, and multiplies a product with M > N transposed. Long reductions
-    are the exception: from K chunks of about 8192 on (a row of 32 KiB), that layout slows down (a conv weight
-    gradient, 256 x 32768 x 1152: 6.7 GOPS), while both operands row-major, with the smaller outer dimension as
-    the rows of the result, ran at 20 (and 21 against 14 at 128 x 16384 x 576), layout copies included.
+    at 24-30 as ``(b^T a^T)^T``, which is again the fast case. ``int_matmul`` therefore multiplies a product
+    with M > N transposed (the smaller outer dimension as rows), its left operand row-major and its right one
+    column-major int32. Long reductions are the exception: from K chunks of about 8192 on (a row of 32 KiB),
+    that layout slows down (a conv weight gradient, 256 x 32768 x 1152: 6.7 GOPS), while a row-major right
+    operand ran at 20 (and 21 against 14 at 128 x 16384 x 576), layout copies included.
     """
     k = a.shape[1]
     total = torch.mm(a[:, :chunk], b[:chunk])
