@@ -76,3 +76,17 @@ def test_batch_loader_rejects_bad_arguments():
         BatchLoader(torch.zeros(4, 1, 1, 1, dtype=torch.uint8), torch.zeros(4), 0)
     with pytest.raises(ValueError, match="labels"):
         BatchLoader(torch.zeros(4, 1, 1, 1, dtype=torch.uint8), torch.zeros(3), 2)
+
+
+def test_batch_loader_left_before_its_end_still_reshuffles_and_set_epoch_names_the_epoch():
+    """Lightning takes len(loader) batches and never resumes the generator that would end the epoch."""
+    x = torch.arange(50).view(50, 1, 1, 1).to(torch.uint8)
+    y = torch.arange(50)
+    loader = BatchLoader(x, y, 8, shuffle=True, seed=3)
+    first = [b[1] for _, b in zip(range(len(loader)), loader)]
+    second = [b[1] for _, b in zip(range(len(loader)), loader)]
+    assert loader.epoch == 1 and not torch.equal(torch.cat(first), torch.cat(second))
+    assert torch.equal(torch.cat(first), loader.order(0)) and torch.equal(torch.cat(second), loader.order(1))
+    other = BatchLoader(x, y, 8, shuffle=True, seed=3)
+    other.set_epoch(1)
+    assert torch.equal(torch.cat([b[1] for b in other]), torch.cat(second))

@@ -101,8 +101,12 @@ class BatchLoader:
     """Batches of in-memory integer tensors, reshuffled each epoch from ``(seed, epoch)``, resumable mid-epoch.
 
     Indexing whole batches of one tensor is far cheaper than a ``DataLoader`` collating single samples, which
-    matters when an epoch takes about a second. ``state_dict()`` holds the epoch and the position in it, so
-    Lightning (which saves and restores stateful loaders) resumes at the exact next batch.
+    matters when an epoch takes about a second. Each new iteration is a new epoch, whether the previous one ran
+    to its end or was left after ``len(loader)`` batches (as Lightning leaves it, never asking for the batch that
+    would end the generator), unless :meth:`set_epoch` named the epoch first: Lightning calls it at the start of
+    every training epoch, as for a ``DistributedSampler``, so the order follows the trainer's epoch also after a
+    resume at an epoch boundary (where Lightning restores no loader state). ``state_dict()`` holds the epoch and
+    the position in it, so a run resumed mid-epoch continues at the exact next batch.
 
     Yields (images (B, C, H, W) uint8, labels (B,) int64).
     """
@@ -124,33 +128,56 @@ class BatchLoader:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.seed, self.drop_last = batch_size, shuffle, seed, drop_last
         self.epoch, self.position = 0, 0  # position: batches already yielded in `epoch`
-        self._resumed = False
+        self._started = False  # an iteration of `epoch` has begun, so the next fresh one is the next epoch
+        self._resumed = False  # load_state_dict was called: the next iteration continues at `position`
 
     def __len__(self) -> int:
         n = len(self.images)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def _order(self) -> torch.Tensor:
+    def order(self, epoch: int) -> torch.Tensor:
+        """The sample order of ``epoch``: a permutation drawn from ``(seed, epoch)`` (identity without shuffle)."""
         if not self.shuffle:
             return torch.arange(len(self.images))
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.images), generator=gen)
 
-    def __iter__(self):
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration serve ``epoch``'s order (from its start, unless resuming inside it)."""
+        if epoch != self.epoch:
+            self.epoch, self.position, self._resumed = epoch, 0, False
         if not self._resumed:
+            self._started = False
+
+    # Lightning tells a loader its epoch through ``loader.sampler.set_epoch`` (or ``loader.batch_sampler``'s):
+    # this loader is its own sampler, and has no batch sampler.
+    batch_sampler = None
+
+    @property
+    def sampler(self) -> BatchLoader:
+        return self
+
+    def __iter__(self):
+        if self._resumed:
+            if self.position >= len(self):  # saved after the last batch of its epoch
+                self.epoch, self.position = self.epoch + 1, 0
+        else:
+            if self._started:
+                self.epoch += 1
             self.position = 0
-        self._resumed = False
-        order = self._order()
+        self._resumed, self._started = False, True
+        order = self.order(self.epoch)
         while self.position < len(self):
             idx = order[self.position * self.batch_size : (self.position + 1) * self.batch_size]
             self.position += 1
             yield self.images[idx], self.labels[idx]
-        self.epoch += 1
-        self.position = 0
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        epoch, position = int(state["epoch"]), int(state["position"])
+        if epoch < 0 or not 0 <= position <= len(self):
+            raise ValueError(f"loader state {state} is outside this loader (epoch >= 0, position in [0, {len(self)}])")
+        self.epoch, self.position = epoch, position
         self._resumed = True

@@ -136,7 +136,7 @@ def test_cli_test_subcommand_reads_a_checkpoint(fake_root, tmp_path, monkeypatch
     assert "test/acc" in capsys.readouterr().out
 
 
-def test_cli_model_seed_follows_seed_everything(fake_root, tmp_path):
+def test_cli_model_and_data_seeds_follow_seed_everything(fake_root, tmp_path):
     from lightning.pytorch import LightningDataModule, LightningModule
 
     from torch_intnn.lightning.cli import IntnnCLI
@@ -151,7 +151,7 @@ def test_cli_model_seed_follows_seed_everything(fake_root, tmp_path):
         cli = IntnnCLI(LightningModule, LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
                        run=False, args=["--config", str(recipe), "--seed_everything", str(seed),
                                         "--data.root", str(fake_root)])
-        assert cli.model.hparams.seed == seed
+        assert cli.model.hparams.seed == seed and cli.datamodule.seed == seed
         weights.append(cli.model.net.fc.weight.clone())
     assert not torch.equal(*weights)
 

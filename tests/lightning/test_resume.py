@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
 import torch
 
@@ -60,3 +61,54 @@ def test_resume_from_a_mid_epoch_checkpoint_is_bit_identical(fake_root, tmp_path
     assert expected.keys() == resumed.keys()
     for key in expected:
         assert torch.equal(expected[key], resumed[key]), key
+
+
+class _RecordBatches(pl.Callback):
+    """The labels of every training batch, per epoch: the order in which the loader served the data."""
+
+    def __init__(self) -> None:
+        self.epochs: dict[int, list[torch.Tensor]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.epochs.setdefault(trainer.current_epoch, []).append(batch[1].clone())
+
+
+def _fit_recording(root, out: Path, max_steps: int, seed: int = 7, ckpt_path=None) -> _RecordBatches:
+    from torch_intnn.lightning import IntegerClassifier, MNISTDataModule
+
+    record = _RecordBatches()
+    every_step = pl.callbacks.ModelCheckpoint(dirpath=out, every_n_train_steps=1, save_last=True, save_top_k=0)
+    trainer = pl.Trainer(max_steps=max_steps, callbacks=[every_step, record], logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=out)
+    model = IntegerClassifier("toy_linear", rule="toy", seed=seed)
+    trainer.fit(model, MNISTDataModule(root=str(root), batch_size=50, val_size=200, seed=seed), ckpt_path=ckpt_path)
+    return record
+
+
+def test_lightning_reshuffles_every_epoch_and_a_resume_continues_the_order(fake_root, tmp_path):
+    """Lightning never asks for the batch that ends the loader's generator: each epoch must still be reshuffled
+    (20 batches an epoch here), and a run resumed mid-epoch must see the uninterrupted run's order."""
+    full = _fit_recording(fake_root, tmp_path / "full", 60)
+    orders = [torch.cat(full.epochs[e]) for e in range(3)]
+    assert all(len(o) == 1000 for o in orders)
+    assert sorted(orders[0].tolist()) == sorted(orders[1].tolist()) == sorted(orders[2].tolist())
+    assert not torch.equal(orders[0], orders[1]) and not torch.equal(orders[1], orders[2])
+
+    _fit_recording(fake_root, tmp_path / "part", 27)  # stops 7 batches into epoch 1
+    resumed = _fit_recording(fake_root, tmp_path / "part", 60, ckpt_path=tmp_path / "part" / "last.ckpt")
+    assert [len(resumed.epochs[e]) for e in (1, 2)] == [13, 20]
+    assert torch.equal(torch.cat(resumed.epochs[1]), torch.cat(full.epochs[1][7:]))
+    assert torch.equal(torch.cat(resumed.epochs[2]), orders[2])
+
+
+def test_resume_from_an_end_of_epoch_checkpoint_starts_the_next_epochs_order(fake_root, tmp_path):
+    full = _fit_recording(fake_root, tmp_path / "full", 40)
+    _fit_recording(fake_root, tmp_path / "part", 20)  # exactly one epoch
+    resumed = _fit_recording(fake_root, tmp_path / "part", 40, ckpt_path=tmp_path / "part" / "last.ckpt")
+    assert torch.equal(torch.cat(resumed.epochs[1]), torch.cat(full.epochs[1]))
+
+
+def test_the_data_order_follows_the_seed(fake_root, tmp_path):
+    a = _fit_recording(fake_root, tmp_path / "a", 5, seed=1)
+    b = _fit_recording(fake_root, tmp_path / "b", 5, seed=2)
+    assert not torch.equal(torch.cat(a.epochs[0]), torch.cat(b.epochs[0]))

@@ -2,7 +2,8 @@
 
 On top of plain LightningCLI: a checkpoint callback that keeps the best model on ``val/acc`` and, after every epoch,
 the last one (:class:`~torch_intnn.lightning.checkpoint.BestAndLastCheckpoint`);
-TensorBoard logs under ``logs/<recipe name>/``; the model seed follows ``seed_everything`` unless set; and after
+TensorBoard logs under ``logs/<recipe name>/``; the model and data-order seeds follow ``seed_everything`` unless
+set; and after
 ``fit`` the test set is evaluated twice, with the final weights and with the best-on-validation checkpoint,
 printed and written to ``results.json`` in the run folder.
 """
@@ -51,10 +52,12 @@ class IntnnCLI(LightningCLI):
         if isinstance(logger, dict) or hasattr(logger, "init_args"):
             if logger.init_args.get("name") == _DEFAULT_RUN_NAME and configs:
                 logger.init_args.name = Path(str(configs[-1])).stem
-        init_args = cfg.model.get("init_args")
-        if init_args is not None and "seed" in init_args and init_args.seed is None:
-            seed = cfg.get("seed_everything")
-            init_args.seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+        seed = cfg.get("seed_everything")
+        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+        for part in ("model", "data"):  # the model's and the data order's seeds follow seed_everything unless set
+            init_args = (cfg.get(part) or {}).get("init_args")
+            if init_args is not None and "seed" in init_args and init_args.seed is None:
+                init_args.seed = seed
 
     def _parse_ckpt_path(self) -> None:
         """Take the model's hyperparameters from ``--ckpt_path`` only when the CLI wrote them (they then name

@@ -26,7 +26,8 @@ class IntDataModule(pl.LightningDataModule):
         eval_batch_size: batch size for validation and test (no effect on results).
         val_size: images of the training set held out for validation (model selection, schedules).
         train_subset: if set, train on only this many images (quick runs and tests).
-        seed: seed of the per-epoch shuffle.
+        seed: seed of the per-epoch shuffle (each epoch's order is drawn from ``(seed, epoch)``); default:
+            ``seed_everything``'s value under ``intnn fit``, else 0.
     """
 
     dataset = "mnist"
@@ -38,14 +39,14 @@ class IntDataModule(pl.LightningDataModule):
         eval_batch_size: int = 1000,
         val_size: int = 5000,
         train_subset: int | None = None,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         if batch_size <= 0 or eval_batch_size <= 0:
             raise ValueError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
         self.root = root
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.val_size, self.train_subset, self.seed = val_size, train_subset, seed
+        self.val_size, self.train_subset, self.seed = val_size, train_subset, 0 if seed is None else seed
         self._train: BatchLoader | None = None
 
     def prepare_data(self) -> None:
