@@ -32,7 +32,7 @@ class ToyRule(LearningRule):
         fc = self.model.fc
         return IntegerSGD([fc.weight, fc.bias], lr_inv=self.lr_inv, rounding="round")
 
-    def step(self, x, y, optimizer):
+    def _step(self, x, y, optimizer):
         z = self.model(x)
         out = saturate(div_round(z, self.z_div), 8)
         target = torch.nn.functional.one_hot(y, 10).to(out.dtype) * 32

@@ -18,6 +18,7 @@ turning them into floats for logging is the caller's business, outside the integ
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import types
@@ -67,18 +68,57 @@ class LearningRule(nn.Module):
     def configure_optimizer(self) -> IntegerSGD:
         raise NotImplementedError
 
+    @property
+    def num_classes(self) -> int:
+        """Classes the model scores; labels must lie in ``[0, num_classes)``."""
+        return int(getattr(self.model, "num_classes", 10))
+
     def step(self, x: torch.Tensor, y: torch.Tensor, optimizer: IntegerSGD) -> dict[str, torch.Tensor]:
+        """Training-mode forward and integer gradients of one batch, handed to ``optimizer`` (applied by its
+        ``step()``). x: (N, C, H, W) raw integer images; y: (N,) int64 labels.
+
+        Raises ``TypeError`` / ``ValueError`` for a bad batch (:func:`check_batch`) or optimizer settings
+        (:meth:`IntegerSGD.check_groups`) before anything changes; if the step itself fails, the step counter
+        (which seeds the rule's randomness) and the optimizer's pending gradients are restored, so a failed call
+        leaves no trace.
+        """
+        self._check_step(x, y, optimizer)
+        with self._undo_on_error(optimizer):
+            return self._step(x, y, optimizer)
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, optimizer: IntegerSGD) -> dict[str, torch.Tensor]:
+        """The rule's step on a checked batch (:meth:`step`)."""
         raise NotImplementedError
+
+    def _check_step(self, x: torch.Tensor, y: torch.Tensor, optimizer: IntegerSGD) -> None:
+        check_batch(x, y, self.num_classes)
+        optimizer.check_groups()
+
+    @contextlib.contextmanager
+    def _undo_on_error(self, optimizer: IntegerSGD):
+        steps = getattr(self, "steps", None)
+        saved = None if steps is None else steps.clone()
+        try:
+            yield
+        except BaseException:
+            if saved is not None:
+                steps.copy_(saved)
+            optimizer.zero_grad()
+            raise
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, optimizer: IntegerSGD) -> dict[str, torch.Tensor]:
         """``stats = step(x, y, optimizer); optimizer.step()``. After :meth:`compile_step`, the same as one
-        compiled graph (a strict optimizer takes the eager pair, which can refuse an update before writing)."""
+        compiled graph (a strict optimizer takes the eager pair, which can refuse an update before writing).
+        The same checks as :meth:`step`, before anything changes."""
+        self._check_step(x, y, optimizer)
         if self._compiled is None or optimizer.strict:
-            stats = self.step(x, y, optimizer)
+            with self._undo_on_error(optimizer):
+                stats = self._step(x, y, optimizer)
             optimizer.step()
             return stats
-        args = self.prepare(x, y)  # host-side: randomness drawn from the step counter, schedule decisions
-        stats, saturated = self._compiled(optimizer.fused_plan(), *args)
+        with self._undo_on_error(optimizer):
+            args = self.prepare(x, y)  # host-side: randomness drawn from the step counter, schedule decisions
+            stats, saturated = self._compiled(optimizer.fused_plan(), *args)
         optimizer.saturated += saturated
         return stats
 

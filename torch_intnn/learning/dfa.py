@@ -210,7 +210,11 @@ class DFA(LearningRule):
             group["lr_inv"] = self.lr_inv_at(epoch)
 
     # ----------------------------------------------------------------------------------------------------------
-    def step(self, x: torch.Tensor, y: torch.Tensor, optimizer: IntegerSGD) -> dict[str, torch.Tensor]:
+    @property
+    def num_classes(self) -> int:
+        return self.model.linears[-1].out_features
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, optimizer: IntegerSGD) -> dict[str, torch.Tensor]:
         """One DFA step on raw uint8 images ``x`` (N, C, H, W) and int64 labels ``y`` (N,); gradients go to
         ``optimizer.set_grad``. Returns int64 scalars ``loss``, ``correct`` (pre-update) and ``saturated``
         (hidden activations on a flat piece)."""

@@ -148,8 +148,12 @@ class NitroRule(LearningRule):
         """The generator of this step's augmentation and dropout, from (seed, step counter) alone."""
         return torch.Generator().manual_seed((int(self.seed) * _MIX + int(self.steps)) % (1 << 63))
 
+    @property
+    def num_classes(self) -> int:
+        return self.model.output.linear.out_features
+
     @torch.no_grad()
-    def step(self, x: torch.Tensor, y: torch.Tensor, optimizer: IntegerSGD) -> dict[str, torch.Tensor]:
+    def _step(self, x: torch.Tensor, y: torch.Tensor, optimizer: IntegerSGD) -> dict[str, torch.Tensor]:
         """Forward, local gradients of every block and of the output layer, handed to ``optimizer``.
 
         Args:

@@ -23,7 +23,7 @@ from typing import Iterable
 
 import torch
 
-from torch_intnn.ops._checks import check_integer
+from torch_intnn.ops._checks import check_int_arg, check_integer
 from torch_intnn.ops.rounding import div_floor, div_pow2, div_round, div_trunc, int_range
 
 __all__ = ["IntegerSGD", "update_value", "apply_update"]
@@ -111,13 +111,19 @@ class IntegerSGD(torch.optim.Optimizer):
         self.names = dict(names or {})
         self.saturated = torch.zeros((), dtype=torch.int64)
 
+    def check_groups(self) -> None:
+        """Check every param group's settings (also after a schedule or a user changed them): ``ValueError``
+        naming the setting and its valid range. :meth:`step` and the learning rules call it before any update."""
+        for group in self.param_groups:
+            self._check_group(group)
+
     @staticmethod
     def _check_group(group: dict) -> None:
         for key in ("lr_inv", "amp"):
-            if not isinstance(group[key], int) or group[key] <= 0:
-                raise ValueError(f"IntegerSGD: {key} must be a positive int, got {group[key]!r}")
-        if not isinstance(group["decay_inv"], int) or group["decay_inv"] < 0:
-            raise ValueError(f"IntegerSGD: decay_inv must be an int >= 0 (0 = off), got {group['decay_inv']!r}")
+            check_int_arg(f"IntegerSGD {key}", group[key], 1)
+        check_int_arg("IntegerSGD decay_inv (0 = off)", group["decay_inv"], 0)
+        if group["weight_bits"] is not None:
+            check_int_arg("IntegerSGD weight_bits", group["weight_bits"], 2, 32)
         if group["rounding"] not in _ROUND:
             raise ValueError(f"IntegerSGD: rounding must be one of {sorted(_ROUND)}, got {group['rounding']!r}")
         for p in group["params"]:
@@ -145,6 +151,7 @@ class IntegerSGD(torch.optim.Optimizer):
         Two phases: every new value is computed first and written only if none overflows in strict mode, so
         an :class:`OverflowError` leaves all weights and residuals as they were.
         """
+        self.check_groups()
         loss = closure() if closure is not None else None
         updates = []
         for group in self.param_groups:
@@ -187,6 +194,7 @@ class IntegerSGD(torch.optim.Optimizer):
         """
         if self._grads:
             raise RuntimeError("IntegerSGD: gradients are pending from rule.step(); call step() before a fused step")
+        self.check_groups()
         plan = []
         for group in self.param_groups:
             d = group["lr_inv"] * group["amp"]

@@ -3,9 +3,13 @@
 On top of plain LightningCLI: a checkpoint callback that keeps the best model on ``val/acc`` and, after every epoch,
 the last one (:class:`~torch_intnn.lightning.checkpoint.BestAndLastCheckpoint`);
 TensorBoard logs under ``logs/<recipe name>/``; the model and data-order seeds follow ``seed_everything`` unless
-set; and after
-``fit`` the test set is evaluated twice, with the final weights and with the best-on-validation checkpoint,
-printed and written to ``results.json`` in the run folder.
+set; and after ``fit`` the test set is evaluated twice, with the final weights and with the best-on-validation
+checkpoint, printed and written to ``results.json`` in the run folder.
+
+Resuming (``--ckpt_path RUN/checkpoints/last.ckpt``) continues the same run: it logs into the checkpoint's run
+folder (so the best checkpoint and its score carry over, and ``results.json`` is the uninterrupted run's), with
+the recipe given, which must train what the checkpoint trained (a differing model, rule or argument is refused,
+naming the keys), or without ``--config``, with the run folder's own ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -15,14 +19,41 @@ import sys
 import time
 from pathlib import Path
 
+import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import LightningCLI
 
-from torch_intnn.lightning.checkpoint import BestAndLastCheckpoint, load_checkpoint
+from torch_intnn.lightning.checkpoint import BestAndLastCheckpoint, CheckpointError, load_checkpoint
 
-__all__ = ["IntnnCLI", "run"]
+__all__ = ["FitClock", "IntnnCLI", "run"]
 
 _DEFAULT_RUN_NAME = "intnn"
+_NO_RESULT_ARGS = ("compile", "histogram_every_n_epochs")  # module arguments that change no result
+
+
+class FitClock(pl.Callback):
+    """Seconds spent in ``fit`` (training and validation), carried in checkpoints so that a resumed run reports
+    the time of the whole run (less the part after the last checkpoint of the interrupted process)."""
+
+    def __init__(self) -> None:
+        self.seconds, self._since = 0.0, None
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._since = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.seconds + (time.perf_counter() - self._since if self._since is not None else 0.0)
+
+    def state_dict(self) -> dict:
+        return {"seconds": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.seconds = float(state_dict["seconds"])
+
+
+def _seed(cfg) -> int:
+    seed = cfg.get("seed_everything")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
 class IntnnCLI(LightningCLI):
@@ -42,6 +73,7 @@ class IntnnCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        parser.add_lightning_class_args(FitClock, "clock")
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
@@ -52,29 +84,56 @@ class IntnnCLI(LightningCLI):
         if isinstance(logger, dict) or hasattr(logger, "init_args"):
             if logger.init_args.get("name") == _DEFAULT_RUN_NAME and configs:
                 logger.init_args.name = Path(str(configs[-1])).stem
-        seed = cfg.get("seed_everything")
-        seed = seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+            run = _run_folder(cfg.get("ckpt_path")) if self.subcommand == "fit" else None
+            if run is not None and "version" in logger.init_args:  # resume: log into the checkpoint's run
+                logger.init_args.save_dir, logger.init_args.name = str(run.parent.parent), run.parent.name
+                logger.init_args.version = run.name
         for part in ("model", "data"):  # the model's and the data order's seeds follow seed_everything unless set
             init_args = (cfg.get(part) or {}).get("init_args")
             if init_args is not None and "seed" in init_args and init_args.seed is None:
-                init_args.seed = seed
+                init_args.seed = _seed(cfg)
 
     def _parse_ckpt_path(self) -> None:
-        """Take the model's hyperparameters from ``--ckpt_path`` only when the CLI wrote them (they then name
-        their class); a checkpoint saved from plain Python leaves the recipe's model config in force."""
+        """Check the recipe against the checkpoint's hyperparameters, when the CLI wrote them (they then name
+        their class): the model class and every argument that changes results must agree. A checkpoint saved
+        from plain Python leaves the recipe's model config in force (the module checks it on load)."""
         sub = self.config.get("subcommand")
         path = self.config[sub].get("ckpt_path") if sub else None
-        if path and Path(path).is_file():
-            hparams = load_checkpoint(path).get("hyper_parameters", {})
-            if "_class_path" in hparams:
-                super()._parse_ckpt_path()
+        if not path:
+            return
+        hparams = dict(load_checkpoint(path).get("hyper_parameters", {}))
+        hparams.pop("_instantiator", None)
+        if hparams.get("seed", 0) is None:
+            hparams["seed"] = 0  # as the modules read an unset seed
+        if "_class_path" not in hparams:
+            return
+        cfg = self.config[sub]
+        recipe = cfg.model.as_dict() if hasattr(cfg.model, "as_dict") else dict(cfg.model)
+        recipe_args = dict(recipe.get("init_args") or {})
+        if recipe_args.get("seed", 0) is None:
+            recipe_args["seed"] = _seed(cfg)
+        saved_class = hparams.pop("_class_path")
+        differ = [] if recipe.get("class_path") == saved_class else ["class_path"]
+        differ += [key for key in sorted(hparams.keys() | recipe_args.keys())
+                   if key not in _NO_RESULT_ARGS and hparams.get(key) != recipe_args.get(key)]
+        if differ:
+            both = {"class_path": (saved_class, recipe.get("class_path"))}
+            lines = "; ".join(
+                f"{key}: {both[key][0] if key in both else hparams.get(key)!r} in the checkpoint, "
+                f"{both[key][1] if key in both else recipe_args.get(key)!r} in the recipe" for key in differ
+            )
+            raise CheckpointError(
+                f"checkpoint '{path}' trained another configuration than the recipe ({lines}); resume with the "
+                "recipe it was trained with, or leave out --config to use its run folder's config.yaml"
+            )
 
     def before_fit(self) -> None:
         self._fit_started = time.perf_counter()
 
     def after_fit(self) -> None:
-        fit_seconds = time.perf_counter() - self._fit_started
         trainer, model, dm = self.trainer, self.model, self.datamodule
+        clock = next((c for c in trainer.callbacks if isinstance(c, FitClock)), None)
+        fit_seconds = clock.elapsed() if clock is not None else time.perf_counter() - self._fit_started
         results = {
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
@@ -88,12 +147,22 @@ class IntnnCLI(LightningCLI):
         if ckpt is not None and ckpt.best_model_path:
             best = trainer.test(model, datamodule=dm, ckpt_path=ckpt.best_model_path, verbose=False, weights_only=True)
             results["test_acc_best_val"] = best[0]["test/acc"]
-            results["best_val_acc"] = float(ckpt.best_model_score)
+            if ckpt.best_model_score is not None:
+                results["best_val_acc"] = float(ckpt.best_model_score)
             results["best_checkpoint"] = ckpt.best_model_path
         log_dir = trainer.log_dir or "."
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         (Path(log_dir) / "results.json").write_text(json.dumps(results, indent=2) + "\n")
         print(_summary(results, log_dir))
+
+
+def _run_folder(ckpt_path) -> Path | None:
+    """The run folder of a checkpoint the CLI wrote (``RUN/checkpoints/NAME.ckpt``, ``RUN/hparams.yaml``)."""
+    if not ckpt_path:
+        return None
+    ckpt = Path(ckpt_path)
+    run = ckpt.parent.parent
+    return run if ckpt.parent.name == "checkpoints" and (run / "hparams.yaml").is_file() else None
 
 
 def _state_bytes(model, optimizers) -> int:
@@ -111,10 +180,8 @@ def _summary(r: dict, log_dir: str) -> str:
         f"test accuracy, final weights:            {100 * r['test_acc_final']:.2f}%",
     ]
     if "test_acc_best_val" in r:
-        lines.append(
-            f"test accuracy, best on validation:       {100 * r['test_acc_best_val']:.2f}% "
-            f"(val {100 * r['best_val_acc']:.2f}%)"
-        )
+        val = f" (val {100 * r['best_val_acc']:.2f}%)" if "best_val_acc" in r else ""
+        lines.append(f"test accuracy, best on validation:       {100 * r['test_acc_best_val']:.2f}%{val}")
     lines.append(f"run folder: {log_dir}")
     return "\n".join(lines)
 
@@ -125,6 +192,7 @@ def run(args: list[str] | None = None) -> None:
 
     if args is not None:  # LightningCLI warns when it is given args while sys.argv holds others (intnn compare)
         sys.argv = sys.argv[:1]
+    args = _with_run_config(list(sys.argv[1:] if args is None else args))
     IntnnCLI(
         LightningModule,
         LightningDataModule,
@@ -140,3 +208,19 @@ def run(args: list[str] | None = None) -> None:
         save_config_kwargs={"overwrite": True},
         args=args,
     )
+
+
+def _with_run_config(args: list[str]) -> list[str]:
+    """``fit --ckpt_path RUN/checkpoints/X.ckpt`` without ``--config``: add the run folder's ``config.yaml``
+    (the whole configuration of the run that wrote the checkpoint)."""
+    if not args or args[0] != "fit" or any(a == "--config" or a.startswith("--config=") for a in args):
+        return args
+    path = next((args[i + 1] for i, a in enumerate(args[:-1]) if a == "--ckpt_path"), None)
+    path = path or next((a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path=")), None)
+    if path is None:
+        return args
+    run = _run_folder(path)
+    if run is None or not (run / "config.yaml").is_file():
+        raise CheckpointError(f"checkpoint '{path}' is not in a run folder with a config.yaml; give its recipe with "
+                              "--config RECIPE")
+    return [args[0], "--config", str(run / "config.yaml"), *args[1:]]

@@ -17,10 +17,21 @@ import torch
 
 from torch_intnn.learning import create_rule
 from torch_intnn.learning.base import check_batch
-from torch_intnn.lightning.checkpoint import CheckpointError
+from torch_intnn.lightning.checkpoint import DIGEST_KEY, CheckpointError, check_state, state_digest
 from torch_intnn.models import create_model
 
-__all__ = ["IntegerClassifier"]
+__all__ = ["IntegerClassifier", "TRAINING_HPARAMS"]
+
+# the arguments that define what a checkpoint trains; the others (compile, histograms) change no result
+TRAINING_HPARAMS = ("model", "model_args", "rule", "rule_args", "seed")
+
+
+def _effective(hparams) -> dict:
+    """Hyperparameters as they act: an unset seed is seed 0."""
+    hparams = dict(hparams)
+    if "seed" in hparams and hparams["seed"] is None:
+        hparams["seed"] = 0
+    return hparams
 
 
 class IntegerClassifier(pl.LightningModule):
@@ -68,14 +79,22 @@ class IntegerClassifier(pl.LightningModule):
         opt.name_parameters(self.net)
         return opt
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[DIGEST_KEY] = state_digest(checkpoint)
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved = checkpoint.get("hyper_parameters", {})
-        for key in ("model", "rule"):
-            if key in saved and saved[key] != self.hparams[key]:
-                raise CheckpointError(
-                    f"checkpoint was trained with {key} {saved[key]!r}, but this run uses {self.hparams[key]!r}; "
-                    "load it with the recipe it was trained with"
-                )
+        """Refuse a checkpoint of another model, rule or setting, or one whose integer state fails its digest or
+        does not fit this model's buffers (:func:`~torch_intnn.lightning.checkpoint.check_state`), before
+        anything is loaded."""
+        trainer = self._trainer
+        where = f"checkpoint '{trainer.ckpt_path}'" if trainer is not None and trainer.ckpt_path else "the checkpoint"
+        saved, here = _effective(checkpoint.get("hyper_parameters", {})), _effective(self.hparams)
+        differ = [key for key in TRAINING_HPARAMS if key in saved and saved[key] != here[key]]
+        if differ:
+            pairs = "; ".join(f"{key}: {saved[key]!r} there, {here[key]!r} here" for key in differ)
+            raise CheckpointError(f"{where} was trained with other settings ({pairs}); load it with the recipe it "
+                                  "was trained with")
+        check_state(checkpoint, self, where)
 
     # ---- training -------------------------------------------------------------------------------------------
 
@@ -91,7 +110,7 @@ class IntegerClassifier(pl.LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> None:
         x, y = batch
-        check_batch(x, y)
+        check_batch(x, y, self.rule.num_classes)  # also checked by the rule; here before anything else runs
         opt = self.optimizers()
         stats = self.rule.train_step(x, y, opt.optimizer)  # the whole integer step, update included
         opt.step()  # nothing is pending: Lightning counts the step

@@ -19,6 +19,23 @@ def check_integer(t: torch.Tensor, what: str) -> None:
         )
 
 
+def check_int_arg(what: str, value, lo: int | None = None, hi: int | None = None) -> int:
+    """Return ``value`` if it is an int (not a bool) in ``[lo, hi]`` (either bound may be open); else raise
+    ``ValueError`` naming the argument, the value and the valid range. For settings checked at construction."""
+    if lo is None and hi is None:
+        valid = "an int"
+    elif hi is None:
+        valid = f"an int >= {lo}"
+    elif lo is None:
+        valid = f"an int <= {hi}"
+    else:
+        valid = f"an int in [{lo}, {hi}]"
+    if isinstance(value, bool) or not isinstance(value, int) or (lo is not None and value < lo) \
+            or (hi is not None and value > hi):
+        raise ValueError(f"{what} must be {valid}, got {value!r}")
+    return value
+
+
 def check_rank(t: torch.Tensor, rank: int, what: str, layout: str) -> None:
     """Raise ``ValueError`` if ``t`` does not have ``rank`` dimensions."""
     if t.dim() != rank:
@@ -45,14 +62,21 @@ def memory_order(t: torch.Tensor) -> torch.Tensor:
 
 
 def check_fits(t: torch.Tensor, bits: int, what: str) -> None:
-    """Raise ``ValueError`` if a value of ``t`` lies outside the two's-complement range of ``bits`` bits.
+    """Raise if a value of ``t`` lies outside the two's-complement range of ``bits`` bits.
 
-    Skipped while ``torch.compile`` traces (the check is data dependent and would break the graph) and on the
-    meta device (no values); eager runs, and therefore every test, check it.
+    Eagerly a ``ValueError`` naming the values' span. While ``torch.compile`` traces, the data-dependent test
+    becomes part of the graph as ``torch._assert_async``, which raises ``RuntimeError`` with the same width in
+    its message when the compiled code runs: compiled and eager refuse the same tensors (a value outside the
+    declared width would make the int8 limb split, and so the result, wrong). Skipped on the meta device.
     """
-    if bits >= dtype_bits(t.dtype) or torch.compiler.is_compiling() or t.numel() == 0 or t.is_meta:
+    if bits >= dtype_bits(t.dtype) or t.numel() == 0 or t.is_meta:
         return
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if torch.compiler.is_compiling():
+        t_min, t_max = torch.aminmax(t)
+        torch._assert_async((t_min >= lo) & (t_max <= hi), f"{what}: a value does not fit the declared {bits}-bit "
+                            f"range [{lo}, {hi}]; declare a wider width or saturate first")
+        return
     t_min, t_max = (int(v) for v in torch.aminmax(memory_order(t)))
     if t_min < lo or t_max > hi:
         raise ValueError(
