@@ -90,3 +90,81 @@ def test_batch_loader_left_before_its_end_still_reshuffles_and_set_epoch_names_t
     other = BatchLoader(x, y, 8, shuffle=True, seed=3)
     other.set_epoch(1)
     assert torch.equal(torch.cat([b[1] for b in other]), torch.cat(second))
+
+
+def _publish(monkeypatch, root, folder="MNIST"):
+    """Declare the synthetic files under ``root`` as the published ones (their size and MD5), as if real."""
+    import hashlib
+
+    from torch_intnn import data
+
+    for path in (root / folder / "raw").iterdir():
+        rel = f"{folder}/raw/{path.name}"
+        monkeypatch.setitem(data._KNOWN_FILES, rel, hashlib.md5(path.read_bytes()).hexdigest())
+        monkeypatch.setitem(data._KNOWN_SIZES, rel, path.stat().st_size)
+
+
+def test_overwritten_bytes_of_a_published_file_are_caught_by_its_md5(fake_root, monkeypatch):
+    _publish(monkeypatch, fake_root)
+    assert load_split("mnist", fake_root, download=False)[0].shape == (1200, 1, 28, 28)
+    path = fake_root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    data = bytearray(path.read_bytes())
+    data[1000:101000] = bytes(range(256)) * 390 + bytes(160)  # same size, other pixels
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetUnavailable, match=r"train-images-idx3-ubyte' is damaged: its MD5 is"):
+        load_split("mnist", fake_root, download=False)
+
+
+def test_a_bad_label_file_is_named_and_nothing_is_downloaded(fake_root, monkeypatch):
+    import torchvision.datasets as tvd
+
+    def no_download(self, *a, **k):
+        raise AssertionError("the files are there: nothing must be downloaded")
+
+    monkeypatch.setattr(tvd.MNIST, "download", no_download)
+    path = fake_root / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    path.write_bytes(b"\x00\x00\x00\x00" + path.read_bytes()[4:])  # bad magic
+    with pytest.raises(DatasetUnavailable, match="train-labels-idx1-ubyte") as err:
+        load_split("mnist", fake_root, download=True)
+    assert "download" not in str(err.value)
+
+
+def test_a_truncated_cifar_batch_is_named(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    batch = {"data": np.zeros((10, 3072), dtype=np.uint8), "labels": [0] * 10}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)]}))
+    (folder / "data_batch_3").write_bytes((folder / "data_batch_3").read_bytes()[:100])
+    with pytest.raises(DatasetUnavailable, match="data_batch_3"):
+        load_split("cifar10", tmp_path, download=False)
+
+
+def test_a_missing_root_creates_nothing(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    def no_internet(self, *a, **k):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(tvd.MNIST, "download", no_internet)
+    for download in (False, True):
+        with pytest.raises(DatasetUnavailable, match="missing"):
+            load_split("mnist", tmp_path / "nowhere", download=download)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_published_files_verify_where_they_are(monkeypatch):
+    """The known MD5s are right: the real datasets, where the data root holds them (CI prepares them)."""
+    import os
+
+    if not os.environ.get(DATA_ENV):
+        pytest.skip(f"{DATA_ENV} is not set: no real datasets on this machine")
+    for name in ("mnist", "fmnist", "cifar10"):
+        for train in (True, False):
+            images, _ = load_split(name, None, train=train, download=False)
+            assert len(images) == (10000 if not train else 50000 if name == "cifar10" else 60000)

@@ -6,13 +6,17 @@ only when a dataset is loaded, so ``import torch_intnn`` stays free of it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 import torch
 
+from torch_intnn.ops._checks import error_summary
+
 __all__ = [
-    "DATA_ENV", "DATASETS", "DatasetUnavailable", "resolve_root", "load_split", "train_val_split", "BatchLoader",
+    "DATA_ENV", "DATASETS", "DatasetUnavailable", "resolve_root", "load_split", "split_files", "verify_files",
+    "train_val_split", "BatchLoader",
 ]
 
 DATA_ENV = "TORCH_INTNN_DATA"
@@ -41,30 +45,115 @@ def _torchvision_class(name: str):
     return classes[name]
 
 
+# (size in bytes, MD5) of the files torchvision reads for each split, under the data root: the extracted files of
+# the published datasets (the CIFAR-10 digests are torchvision's own; for MNIST and Fashion-MNIST torchvision keeps
+# only those of the .gz downloads).
+_MNIST_SIZES = {"train-images-idx3-ubyte": 47040016, "train-labels-idx1-ubyte": 60008,
+                "t10k-images-idx3-ubyte": 7840016, "t10k-labels-idx1-ubyte": 10008}
+_KNOWN_FILES = {
+    "MNIST/raw/train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "MNIST/raw/train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "MNIST/raw/t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "MNIST/raw/t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    "FashionMNIST/raw/train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+    "FashionMNIST/raw/train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+    "FashionMNIST/raw/t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+    "FashionMNIST/raw/t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    "cifar-10-batches-py/batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+    "cifar-10-batches-py/data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "cifar-10-batches-py/data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "cifar-10-batches-py/data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "cifar-10-batches-py/data_batch_4": "634d18415352ddfa80567beed471001a",
+    "cifar-10-batches-py/data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "cifar-10-batches-py/test_batch": "40351d587109b95175f43aff81a1287e",
+}
+_KNOWN_SIZES = {
+    **{f"{folder}/raw/{f}": n for folder in ("MNIST", "FashionMNIST") for f, n in _MNIST_SIZES.items()},
+    "cifar-10-batches-py/batches.meta": 158, "cifar-10-batches-py/data_batch_1": 31035704,
+    "cifar-10-batches-py/data_batch_2": 31035320, "cifar-10-batches-py/data_batch_3": 31035999,
+    "cifar-10-batches-py/data_batch_4": 31035696, "cifar-10-batches-py/data_batch_5": 31035623,
+    "cifar-10-batches-py/test_batch": 31035526,
+}
+_verified: dict[tuple, None] = {}  # (path, size, mtime) of files whose MD5 matched in this process
+
+
+def split_files(name: str, train: bool) -> list[str]:
+    """The files torchvision reads for one split, relative to the data root."""
+    if name == "cifar10":
+        batches = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+        return [f"cifar-10-batches-py/{b}" for b in (*batches, "batches.meta")]
+    folder = _torchvision_class(name).__name__  # MNIST, FashionMNIST
+    prefix = "train" if train else "t10k"
+    return [f"{folder}/raw/{prefix}-images-idx3-ubyte", f"{folder}/raw/{prefix}-labels-idx1-ubyte"]
+
+
+def verify_files(name: str, root: Path, files: list[str]) -> None:
+    """Check each file of the published dataset against its known MD5 before it is read.
+
+    A file of the published file's size must have its MD5 (bytes changed in place are caught); a file of another
+    size is not the published one (a truncated copy, or a dataset of one's own in the same format, as the tests
+    write) and is left to torchvision's reader, whose errors :func:`load_split` reports naming the file.
+    Raises ``DatasetUnavailable`` naming the file, the expected and the actual digest.
+    """
+    for rel in files:
+        path = root / rel
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+        if rel not in _KNOWN_FILES or stat.st_size != _KNOWN_SIZES[rel] or key in _verified:
+            continue
+        digest = hashlib.md5()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+        if digest.hexdigest() != _KNOWN_FILES[rel]:
+            raise DatasetUnavailable(
+                f"{name}: '{path}' is damaged: its MD5 is {digest.hexdigest()}, the published file's is "
+                f"{_KNOWN_FILES[rel]}. Replace it with the torchvision file (for example, delete it and let "
+                f"torchvision download it again)."
+            )
+        _verified[key] = None
+
+
 def load_split(name: str, root: str | os.PathLike | None = None, train: bool = True, download: bool = True):
     """Load a whole split as integer tensors.
+
+    Missing files are downloaded by torchvision when ``download`` (folders the failed attempt created are
+    removed again); present files are checked (:func:`verify_files`) and read, never downloaded over.
 
     Returns:
         images: (N, C, H, W) uint8 (C = 1 for MNIST and Fashion-MNIST, 3 for CIFAR-10); labels: (N,) int64.
     Raises:
-        DatasetUnavailable: the files are missing or corrupt and could not be downloaded; the message names the
-            root and how to set it.
+        DatasetUnavailable: files missing (and not downloadable) or damaged; the message names the file or the
+            root, and how to set the root.
     """
     cls = _torchvision_class(name)
     path = resolve_root(root)
+    files = split_files(name, train)
+    missing = [rel for rel in files if not (path / rel).is_file()]
+    if missing:
+        if not download:
+            raise _missing(name, path, missing, "downloading is off")
+        created = [d for d in (path / missing[0]).parents if not d.exists()]
+        try:
+            cls(str(path), train=train, download=True)
+        except Exception as failed:
+            for d in created:  # deepest first: leave nothing behind where nothing was asked for
+                if d.is_dir() and not any(d.iterdir()):
+                    d.rmdir()
+            raise _missing(name, path, missing, f"the download failed ({error_summary(failed)})") from failed
+    verify_files(name, path, files)
     try:
         ds = cls(str(path), train=train, download=False)
-    except Exception as missing:  # torchvision raises RuntimeError for missing or corrupt files
-        if not download:
-            raise _unavailable(name, path, missing) from missing
-        try:
-            ds = cls(str(path), train=train, download=True)
-        except Exception as failed:
-            raise _unavailable(name, path, failed) from failed
-    return _to_tensors(name, ds, path)
+    except Exception as err:  # torchvision raises RuntimeError, ValueError, pickle errors... for damaged files
+        raise DatasetUnavailable(
+            f"{name}: could not read {', '.join(repr(str(path / f)) for f in files)} ({error_summary(err)}); the files "
+            "are damaged or not in torchvision's format"
+        ) from err
+    return _to_tensors(name, ds, path, files)
 
 
-def _to_tensors(name: str, ds, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def _to_tensors(name: str, ds, path: Path, files: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    where = ", ".join(repr(str(path / f)) for f in files)
     try:
         if name == "cifar10":
             images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> NCHW
@@ -73,17 +162,19 @@ def _to_tensors(name: str, ds, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
             images = ds.data.unsqueeze(1).contiguous()  # (N, 28, 28) -> (N, 1, 28, 28)
             labels = ds.targets.to(torch.int64)
     except Exception as err:
-        raise _unavailable(name, path, err) from err
+        raise DatasetUnavailable(f"{name}: {where} could not be read as images and labels ({error_summary(err)})") from err
     if images.dtype != torch.uint8 or len(images) != len(labels) or len(images) == 0:
-        raise _unavailable(name, path, ValueError(f"read {len(images)} images and {len(labels)} labels"))
+        raise DatasetUnavailable(f"{name}: {where} hold {len(images)} images of dtype {images.dtype} and "
+                                 f"{len(labels)} labels; expected as many uint8 images as labels")
     if int(labels.min()) < 0 or int(labels.max()) > 9:
-        raise _unavailable(name, path, ValueError(f"labels outside 0..9: [{int(labels.min())}, {int(labels.max())}]"))
+        raise DatasetUnavailable(f"{name}: {where} hold labels outside 0..9: [{int(labels.min())}, "
+                                 f"{int(labels.max())}]")
     return images, labels
 
 
-def _unavailable(name: str, path: Path, cause: Exception) -> DatasetUnavailable:
+def _missing(name: str, path: Path, missing: list[str], why: str) -> DatasetUnavailable:
     return DatasetUnavailable(
-        f"{name}: no usable dataset under data root '{path.resolve()}' and the download failed ({cause}). "
+        f"{name}: no usable dataset under data root '{path.resolve()}': {', '.join(missing)} missing, and {why}. "
         f"Put the torchvision files there, or point the root elsewhere with --data.root DIR or the environment "
         f"variable {DATA_ENV}=DIR."
     )

@@ -124,8 +124,8 @@ def _assert_same_results(a, b):
         {k: v for k, v in results[1].items() if k not in timing}
     assert "best_val_acc" in results[1]
     best = [Path(r["best_checkpoint"]) for r in results]
-    assert best[0].name == best[1].name and best[1].parent == Path(b) / "checkpoints"
-    states = [torch.load(p, weights_only=True)["state_dict"] for p in best]
+    assert best[0].name == best[1].name and best[1].parent.parts[-3:] == Path(b).parts[-2:] + ("checkpoints",)
+    states = [torch.load(Path(run) / "checkpoints" / p.name, weights_only=True)["state_dict"] for run, p in zip((a, b), best)]
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
 
 
@@ -185,3 +185,25 @@ def test_compiled_lightning_fit_is_bit_identical_to_eager(fake_root, tmp_path):
         assert trainer.global_step == 2 * len(dm.train_dataloader())
         states.append(model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_cli_refuses_a_recipe_that_differs_from_the_checkpoint_and_resumes_with_none(fake_root, tmp_path, monkeypatch):
+    """LightningCLI would take the checkpoint's hyperparameters over the recipe's without a word."""
+    from torch_intnn.cli import main
+    from torch_intnn.lightning.checkpoint import CheckpointError
+
+    recipe = _toy_recipe(tmp_path, max_epochs=2)
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "logs" / "toy_recipe" / "version_0"
+    main(["fit", "--config", str(recipe), "--data.root", str(fake_root), "--trainer.max_epochs", "1"])
+    last = str(run / "checkpoints" / "last.ckpt")
+    for change, keys in ((["--model.init_args.model", "toy_linear_b"], "model: 'toy_linear' in the checkpoint"),
+                         (["--model.init_args.seed", "3"], "seed: 0 in the checkpoint, 3 in the recipe"),
+                         (["--model.init_args.rule_args", "{lr_inv: 8}"], "rule_args")):
+        with pytest.raises(CheckpointError, match=keys):
+            main(["fit", "--config", str(recipe), "--data.root", str(fake_root), "--ckpt_path", last, *change])
+    before = torch.load(last, weights_only=True)["global_step"]
+    main(["fit", "--ckpt_path", last, "--trainer.max_epochs", "2"])  # no recipe: the run's own config.yaml
+    after = torch.load(last, weights_only=True)
+    assert after["global_step"] == 2 * before and after["hyper_parameters"]["model"] == "toy_linear"
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]

@@ -142,3 +142,119 @@ def test_pickle_payloads_never_run(tmp_path):
     with pytest.raises(CheckpointError):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def _saved(tmp_path, fake_root):
+    module, trainer = _fit(tmp_path, fake_root)
+    path = tmp_path / "good.ckpt"
+    trainer.save_checkpoint(path)
+    return module, path
+
+
+def _resume(tmp_path, fake_root, path):
+    """Continue a run from ``path`` through Lightning; returns the module (which must not have trained)."""
+    module = IntegerClassifier("toy_linear", rule="toy", seed=0)
+    trainer = pl.Trainer(max_steps=10, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path, plugins=[AtomicCheckpointIO()], enable_checkpointing=False)
+    trainer.fit(module, MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200), ckpt_path=path)
+    return module
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (lambda w: w.to(torch.float32), "torch.float32"),  # load_state_dict would cast it
+    (lambda w: w.to(torch.int64) + 2**32, "torch.int64"),  # load_state_dict would wrap it back to w
+    (lambda w: w[:, :5].clone(), r"\(10, 5\)"),
+    (lambda w: w.clamp(max=0) + 40000 * (w == w.max()), "digest"),  # digest first: it changes what was hashed
+])
+def test_checkpoint_tensors_are_checked_on_load(fake_root, tmp_path, damage, reason):
+    from torch_intnn.lightning.checkpoint import DIGEST_KEY, state_digest
+
+    _, path = _saved(tmp_path, fake_root)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"]["net.fc.weight"] = damage(ckpt["state_dict"]["net.fc.weight"])
+    if reason != "digest":
+        ckpt[DIGEST_KEY] = state_digest(ckpt)  # a consistent digest: the content checks must still refuse it
+    bad = tmp_path / "bad.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match=reason) as err:
+        _resume(tmp_path, fake_root, bad)
+    assert "bad.ckpt" in str(err.value)
+
+
+def test_a_weight_outside_its_declared_width_is_refused(fake_root, tmp_path):
+    from torch_intnn.lightning.checkpoint import DIGEST_KEY, state_digest
+
+    _, path = _saved(tmp_path, fake_root)
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["state_dict"]["net.fc.weight"][0, 0] = 40000  # int32, but outside IntLinear's 16 bits
+    ckpt[DIGEST_KEY] = state_digest(ckpt)
+    torch.save(ckpt, tmp_path / "wide.ckpt")
+    with pytest.raises(CheckpointError, match=r"net.fc.weight.*16-bit"):
+        _resume(tmp_path, fake_root, tmp_path / "wide.ckpt")
+
+
+def test_zeroed_bytes_inside_the_file_and_an_empty_file_are_refused(fake_root, tmp_path):
+    _, path = _saved(tmp_path, fake_root)
+    data = bytearray(path.read_bytes())
+    zeroed = tmp_path / "zeroed.ckpt"
+    weight = torch.load(path, weights_only=True)["state_dict"]["net.fc.weight"]
+    raw = weight.numpy().tobytes()
+    at = bytes(data).find(raw[:256])
+    assert at > 0, "the weight's bytes are stored uncompressed in the zip"
+    data[at:at + 4096] = bytes(4096)
+    zeroed.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="zeroed.ckpt"):
+        _resume(tmp_path, fake_root, zeroed)  # torch.load reads it: the digest catches it
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty.ckpt"):
+        load_checkpoint(empty)
+
+
+def test_a_checkpoint_without_digest_is_refused(fake_root, tmp_path):
+    from torch_intnn.lightning.checkpoint import DIGEST_KEY
+
+    _, path = _saved(tmp_path, fake_root)
+    ckpt = torch.load(path, weights_only=True)
+    del ckpt[DIGEST_KEY]
+    torch.save(ckpt, tmp_path / "plain.ckpt")
+    with pytest.raises(CheckpointError, match="no integrity digest"):
+        _resume(tmp_path, fake_root, tmp_path / "plain.ckpt")
+
+
+@pytest.mark.parametrize("rule,args,match", [
+    ("dfa", {"augment_shift": 100}, r"augment_shift.*\[0, 8\]"),
+    ("dfa", {"label_smoothing": 5000}, r"label_smoothing.*\[0, 102\]"),
+    ("dfa", {"decay_shift": -3}, r"decay_shift.*\[1, 62\]"),
+    ("dfa", {"lr_inv": True}, "lr_inv must be an int >= 1, got True"),
+    ("dfa", {"lr_inv": 0}, "lr_inv must be an int >= 1"),
+    ("dfa", {"lr_milestones": [5, -1]}, "lr_milestones"),
+    ("dfa", {"cosine_epochs": 0}, "cosine_epochs"),
+    ("nitro", {"lr_inv": 0}, "lr_inv must be an int >= 1"),
+    ("nitro", {"target": 500}, r"target must be an int in \[1, 127\]"),
+    ("nitro", {"fwd_decay_inv": -1}, "fwd_decay_inv"),
+    ("nitro", {"stop_patience": 0}, "stop_patience"),
+    ("nitro", {"rounding": "nearest"}, "rounding"),
+])
+def test_rule_arguments_out_of_range_are_refused_at_construction(rule, args, match):
+    model = "pocketnn_mlp_mnist" if rule == "dfa" else "nitro_mlp1"
+    with pytest.raises(ValueError, match=match):
+        IntegerClassifier(model, rule=rule, rule_args=args)
+
+
+@pytest.mark.parametrize("args,match", [
+    ({"train_subset": -100}, r"train_subset.*>= 1"),
+    ({"train_subset": 0}, r"train_subset.*>= 1"),
+    ({"batch_size": 0}, "batch_size must be an int >= 1"),
+    ({"val_size": -1}, "val_size"),
+    ({"batch_size": 2.5}, "batch_size"),
+])
+def test_data_arguments_out_of_range_are_refused_at_construction(args, match):
+    with pytest.raises(ValueError, match=match):
+        MNISTDataModule(**args)
+
+
+def test_a_train_subset_larger_than_the_split_is_refused(fake_root):
+    dm = MNISTDataModule(root=str(fake_root), val_size=200, train_subset=5000)
+    with pytest.raises(ValueError, match="at most the 1000 training images"):
+        dm.setup("fit")

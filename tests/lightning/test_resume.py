@@ -112,3 +112,47 @@ def test_the_data_order_follows_the_seed(fake_root, tmp_path):
     a = _fit_recording(fake_root, tmp_path / "a", 5, seed=1)
     b = _fit_recording(fake_root, tmp_path / "b", 5, seed=2)
     assert not torch.equal(torch.cat(a.epochs[0]), torch.cat(b.epochs[0]))
+
+
+def _cli(args, cwd):
+    """``intnn`` in a process of its own, with the toy model registered."""
+    env = {**os.environ, "PYTHONPATH": str(JOB.parent)}
+    code = "import sys, toy; from torch_intnn.cli import main; main(sys.argv[1:])"
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("moment", ["random", "final test"])
+def test_a_cli_run_killed_at_any_moment_and_resumed_ends_as_the_uninterrupted_run(fake_root, tmp_path, moment):
+    """SIGKILL during training (after a random number of epochs) or during the final test evaluation, then the
+    README's resume command: the same results.json (timings aside), best checkpoint and weights."""
+    from test_module import _assert_same_results, _toy_recipe
+
+    recipe = _toy_recipe(tmp_path, max_epochs=6)
+    args = ["fit", "--config", recipe, "--data.root", fake_root, "--threads", 1]
+    assert _cli(args, tmp_path).wait(timeout=300) == 0  # version_0: uninterrupted
+    run = tmp_path / "logs" / "toy_recipe" / "version_1"
+    last = run / "checkpoints" / "last.ckpt"
+    if moment == "final test":
+        assert _cli([*args, "--trainer.callbacks+=toy.KillAtTest"], tmp_path).wait(timeout=300) == -signal.SIGKILL
+        assert torch.load(last, weights_only=True)["global_step"] == 120 and not (run / "results.json").exists()
+    else:
+        proc = _cli(args, tmp_path)
+        target = random.randint(1, 5) * 20  # kill once the checkpoint of a random epoch is written
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if torch.load(last, weights_only=True)["global_step"] >= target:
+                    break
+            except Exception:  # not written yet, or being replaced
+                pass
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert _cli([*args, "--ckpt_path", last], tmp_path).wait(timeout=300) == 0
+    assert sorted(p.name for p in run.parent.iterdir()) == ["version_0", "version_1"]
+    _assert_same_results(run.parent / "version_0", run)
+    expected = torch.load(run.parent / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    resumed = torch.load(last, weights_only=True)["state_dict"]
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)

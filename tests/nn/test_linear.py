@@ -157,3 +157,22 @@ def test_inference_mode_weights_are_never_cached():
         layer(x)
         layer.weight.add_(1)
         assert torch.equal(layer(x).to(torch.int64), reference(layer, x))
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
+def test_compiled_inference_refuses_what_eager_refuses(backend):
+    """A weight outside the declared width would make the limb split, and so the result, wrong."""
+    torch._dynamo.reset()
+    layer = IntLinear(16, 4, weight_bits=16).eval()
+    x = torch.randint(-128, 128, (8, 16), dtype=torch.int8)
+    compiled = torch.compile(layer, backend=backend, fullgraph=True)
+    assert torch.equal(compiled(x), layer(x))
+    with torch.no_grad():
+        layer.weight[1, 3] = 40000
+    layer.invalidate_weight_split()
+    with pytest.raises(ValueError, match="16-bit"):
+        layer(x)
+    with pytest.raises(RuntimeError, match="16-bit"):
+        compiled(x)
+    with pytest.raises(RuntimeError, match="input.*8-bit"):
+        torch.compile(IntLinear(16, 4).eval(), backend=backend, fullgraph=True)(x.to(torch.int16) * 2)

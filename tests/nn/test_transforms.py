@@ -57,3 +57,18 @@ def test_arrays_tensors_and_bad_input():
     with pytest.raises(TypeError, match="torch.float32"):
         ToIntTensor()(torch.zeros(1, 3, 4))
     assert "pixel - 128" in repr(ToIntTensor(center=True)) and "0..255" in repr(ToIntTensor())
+
+
+@pytest.mark.parametrize(
+    "pic,match",
+    [
+        (np.full((3, 4), 0.7), "float64"),  # was truncated to 0
+        (Image.fromarray(np.full((3, 4), 300.5, dtype=np.float32), "F"), r"float32 \(PIL mode F\)"),  # was 44
+        (Image.fromarray(np.full((3, 4), 1000, dtype=np.int32), "I"), r"int32 \(PIL mode I\)"),  # was 232
+        (np.full((3, 4), 7, dtype=np.int64), "int64"),
+        (Image.fromarray(np.zeros((3, 4), dtype=bool)), r"bool \(PIL mode 1\)"),
+    ],
+)
+def test_anything_but_uint8_pixels_is_refused_naming_the_dtype(pic, match):
+    with pytest.raises(TypeError, match=match):
+        ToIntTensor()(pic)

@@ -66,6 +66,7 @@ from torch_intnn.learning.base import LearningRule, register_rule
 from torch_intnn.learning.schedule import cosine_divisor
 from torch_intnn.learning.sgd import IntegerSGD
 from torch_intnn.nn.init import uniform_nonzero_int_
+from torch_intnn.ops._checks import check_int_arg
 from torch_intnn.ops.matmul import int_matmul
 from torch_intnn.ops.rounding import div_floor, div_trunc, shift_round
 
@@ -77,6 +78,7 @@ _EXP_ONE = 2**15  # exp table scale
 _LOGIT_ONE = 16  # improved logits: 16 per nat (models.pocketnn.LOGIT_ONE)
 
 
+_MAX_SHIFT = 8  # largest augment_shift: a wider translation pushes most of a 28-pixel digit out of the frame
 _DECAY_EVERY = 16  # weight decay is applied every 16 steps, 16 times as strong
 _SMALL = 4096  # outputs of at most this many elements (the output layer's 10 x 50) skip the int8 limbs
 
@@ -103,11 +105,13 @@ class DFA(LearningRule):
         lr_inv: initial learning-rate divisor (faithful 1000; improved 512 with batch 100).
         lr_milestones: improved only: epochs (from 0) at whose start ``lr_inv`` doubles.
         feedback_bound: improved only: B entries are uniform on [-bound, bound] without 0 (default 8 = 1.0).
-        augment_shift: improved only: random translation of each training image by up to this many pixels.
+        augment_shift: improved only: random translation of each training image by up to this many pixels
+            (0 to 8).
         augment_flip: improved only: mirror each training image left-right with probability 1/2.
         cosine_epochs: improved only: a cosine schedule over this many epochs instead of milestones.
         decay_shift: improved only: L2 weight decay of ``2**-decay_shift`` per sample (None: off).
-        label_smoothing: improved only: target mass per class in 1/1024 (10: 934/1024 on the true class).
+        label_smoothing: improved only: target mass per class in 1/1024 (10: 934/1024 on the true class); at
+            most 1024 // classes.
         backward: ``"slope"`` (improved) or ``"inv_slope"`` (PocketNN's ``T(g / G)``; faithful).
         rounding, residual: override the IntegerSGD rounding and error feedback (ablations).
     """
@@ -139,6 +143,22 @@ class DFA(LearningRule):
                 f"DFA mode {mode!r} needs a model built with variant={mode!r}, got variant={variant!r}; "
                 f"pass model_args {{variant: {mode}}}"
             )
+        check_int_arg("DFA seed", seed)
+        if lr_inv is not None:
+            check_int_arg("DFA lr_inv", lr_inv, 1)
+        for m in lr_milestones:
+            check_int_arg("DFA lr_milestones entry (an epoch, from 0)", m, 0)
+        check_int_arg("DFA feedback_bound", feedback_bound, 1, 127)
+        check_int_arg("DFA augment_shift (pixels)", augment_shift, 0, _MAX_SHIFT)
+        if decay_shift is not None:
+            check_int_arg("DFA decay_shift (None = off)", decay_shift, 1, 62)
+        classes = model.linears[-1].out_features
+        check_int_arg(f"DFA label_smoothing (1/{E_ONE} per class, {classes} classes)", label_smoothing, 0,
+                      E_ONE // classes)
+        if cosine_epochs is not None:
+            check_int_arg("DFA cosine_epochs (None = milestones)", cosine_epochs, 1)
+        if not isinstance(augment_flip, bool):
+            raise ValueError(f"DFA augment_flip must be a bool, got {augment_flip!r}")
         self.mode, self.seed = mode, seed
         self.faithful = mode == "faithful"
         improved_only = dict(lr_milestones=tuple(lr_milestones), augment_shift=augment_shift, augment_flip=augment_flip,

@@ -24,7 +24,7 @@ from torch_intnn.learning.base import LearningRule, register_rule
 from torch_intnn.learning.schedule import PlateauSchedule
 from torch_intnn.learning.sgd import IntegerSGD
 from torch_intnn.nn._draws import DrawRecorder
-from torch_intnn.ops._checks import memory_order
+from torch_intnn.ops._checks import check_int_arg, memory_order
 from torch_intnn.ops.rounding import saturate
 
 __all__ = ["NitroRule", "nitro_targets", "rss_loss"]
@@ -95,6 +95,16 @@ class NitroRule(LearningRule):
         lr_milestones: tuple[int, ...] | list[int] = (),
     ) -> None:
         super().__init__(model)
+        for what, value, lo, hi in (
+            ("seed", seed, None, None), ("lr_inv", lr_inv, 1, None), ("fwd_amp", fwd_amp, 1, None),
+            ("fwd_decay_inv (0 = off)", fwd_decay_inv, 0, None), ("head_decay_inv (0 = off)", head_decay_inv, 0, None),
+            ("target", target, 1, 127), ("weight_bits", weight_bits, 2, 32), ("plateau_patience", plateau_patience, 1, None),
+            ("plateau_start", plateau_start, 0, None), ("min_delta_bp (basis points)", min_delta_bp, 0, 10_000),
+            ("stop_patience", stop_patience, 1, None), *(("lr_milestones entry", m, 0, None) for m in lr_milestones),
+        ):
+            check_int_arg(f"nitro rule {what}", value, lo, hi)
+        if rounding not in ("trunc", "floor", "round"):
+            raise ValueError(f"nitro rule rounding must be 'trunc', 'floor' or 'round', got {rounding!r}")
         if conv_amp not in ("reference", "paper"):
             raise ValueError(f"conv_amp must be 'reference' (640 for every conv) or 'paper', got {conv_amp!r}")
         if not hasattr(model, "blocks") or not hasattr(model, "output"):

@@ -14,6 +14,8 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from torch_intnn.ops._checks import error_summary
+
 __all__ = [
     "AtomicCheckpointIO", "BestAndLastCheckpoint", "CheckpointError", "DIGEST_KEY", "check_state", "load_checkpoint",
     "state_digest",
@@ -40,18 +42,13 @@ def load_checkpoint(path: str | Path) -> dict:
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"checkpoint '{path}' holds objects other than tensors and plain containers; refusing to unpickle "
-            f"them ({_first_line(err)})"
+            f"them ({error_summary(err)})"
         ) from err
     except Exception as err:  # torch.load raises many kinds for damaged files (RuntimeError, EOFError, IndexError...)
-        raise CheckpointError(f"checkpoint '{path}' is truncated or corrupted ({_first_line(err)})") from err
+        raise CheckpointError(f"checkpoint '{path}' is truncated or corrupted ({error_summary(err)})") from err
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
         raise CheckpointError(f"checkpoint '{path}' is not a Lightning checkpoint (no 'state_dict' entry)")
     return ckpt
-
-
-def _first_line(err: Exception) -> str:
-    lines = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
 
 
 def state_digest(checkpoint: dict) -> dict[str, str]:

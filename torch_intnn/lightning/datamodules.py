@@ -11,6 +11,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 
 from torch_intnn.data import BatchLoader, load_split, resolve_root, train_val_split
+from torch_intnn.ops._checks import check_int_arg
 
 __all__ = ["IntDataModule", "MNISTDataModule", "FashionMNISTDataModule", "CIFAR10DataModule"]
 
@@ -42,8 +43,13 @@ class IntDataModule(pl.LightningDataModule):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        if batch_size <= 0 or eval_batch_size <= 0:
-            raise ValueError(f"batch sizes must be positive, got {batch_size} and {eval_batch_size}")
+        check_int_arg("batch_size", batch_size, 1)
+        check_int_arg("eval_batch_size", eval_batch_size, 1)
+        check_int_arg("val_size", val_size, 0)
+        if train_subset is not None:
+            check_int_arg("train_subset (None = the whole training split)", train_subset, 1)
+        if seed is not None:
+            check_int_arg("seed", seed)
         self.root = root
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.train_subset, self.seed = val_size, train_subset, 0 if seed is None else seed
@@ -58,6 +64,9 @@ class IntDataModule(pl.LightningDataModule):
             images, labels = load_split(self.dataset, self.root, train=True)
             train_idx, val_idx = train_val_split(len(images), self.val_size)
             if self.train_subset is not None:
+                if self.train_subset > len(train_idx):
+                    raise ValueError(f"train_subset must be at most the {len(train_idx)} training images left "
+                                     f"after the validation split, got {self.train_subset}")
                 train_idx = train_idx[: self.train_subset]
             self.train_images, self.train_labels = images[train_idx], labels[train_idx]
             self.val_images, self.val_labels = images[val_idx], labels[val_idx]

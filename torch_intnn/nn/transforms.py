@@ -25,10 +25,17 @@ class ToIntTensor(nn.Module):
         self.center = center
 
     def forward(self, pic) -> torch.Tensor:
+        """Raises ``TypeError`` naming the dtype (and a PIL image's mode) for anything but uint8 pixels: a float
+        or wider integer image is never truncated or wrapped into 0..255."""
         if isinstance(pic, torch.Tensor):
             t = pic
         else:
-            t = torch.from_numpy(np.array(pic, dtype=np.uint8, copy=True))
+            array = np.asarray(pic)  # no dtype: a PIL image of mode F, I or I;16 keeps its own
+            if array.dtype != np.uint8:
+                mode = f" (PIL mode {pic.mode})" if hasattr(pic, "mode") else ""
+                raise TypeError(f"ToIntTensor expects uint8 pixels, got dtype {array.dtype}{mode}; convert the "
+                                "image to 8-bit pixels (e.g. PIL mode L or RGB) first")
+            t = torch.from_numpy(array.copy())
             t = t.unsqueeze(0) if t.dim() == 2 else t.permute(2, 0, 1)  # HWC -> CHW
         if t.dtype != torch.uint8:
             raise TypeError(f"ToIntTensor expects uint8 pixels, got dtype {t.dtype}")

@@ -19,6 +19,13 @@ def check_integer(t: torch.Tensor, what: str) -> None:
         )
 
 
+def error_summary(err: BaseException) -> str:
+    """``"TypeName: first line of the message"`` (the type alone for an empty message), to quote a lower-level
+    error inside one that names the file or argument."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0]}" if lines else type(err).__name__
+
+
 def check_int_arg(what: str, value, lo: int | None = None, hi: int | None = None) -> int:
     """Return ``value`` if it is an int (not a bool) in ``[lo, hi]`` (either bound may be open); else raise
     ``ValueError`` naming the argument, the value and the valid range. For settings checked at construction."""
