@@ -258,3 +258,12 @@ def test_a_train_subset_larger_than_the_split_is_refused(fake_root):
     dm = MNISTDataModule(root=str(fake_root), val_size=200, train_subset=5000)
     with pytest.raises(ValueError, match="at most the 1000 training images"):
         dm.setup("fit")
+
+
+@pytest.mark.parametrize("args,match", [({"lr": 0.0}, "lr"), ({"weight_decay": -1.0}, "weight_decay"),
+                                        ({"label_smoothing": 1.5}, "label_smoothing"), ({"les_dim": 0}, "les_dim")])
+def test_float_baseline_arguments_out_of_range_are_refused(args, match):
+    from torch_intnn.lightning import FloatClassifier
+
+    with pytest.raises(ValueError, match=match):
+        FloatClassifier("pocketnn_mlp_mnist_float", **args)

@@ -59,7 +59,8 @@ def _val_curve(folder: Path) -> list[float]:
     acc.Reload()
     if "val/acc" not in acc.Tags()["scalars"]:
         return []
-    return [e.value for e in acc.Scalars("val/acc")]
+    by_step = {e.step: e.value for e in sorted(acc.Scalars("val/acc"), key=lambda e: e.wall_time)}
+    return [by_step[step] for step in sorted(by_step)]  # a resumed run logs its repeated epochs again: the last wins
 
 
 def _fmt(values: list[float], scale: float = 100.0, digits: int = 2) -> str:

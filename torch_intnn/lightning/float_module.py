@@ -24,6 +24,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from torch_intnn.models import create_model
+from torch_intnn.ops._checks import check_int_arg
 
 __all__ = ["FloatClassifier"]
 
@@ -67,6 +68,13 @@ class FloatClassifier(pl.LightningModule):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         if not 0.0 <= ema < 1.0:
             raise ValueError(f"ema must be a decay in [0, 1), got {ema!r}")
+        if not lr > 0.0:
+            raise ValueError(f"lr must be positive, got {lr!r}")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        check_int_arg("les_dim", les_dim, 1)
         self.save_hyperparameters()
         seed = 0 if seed is None else seed
         self.net = create_model(model, seed=seed, **(model_args or {}))

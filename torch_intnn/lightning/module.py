@@ -19,6 +19,7 @@ from torch_intnn.learning import create_rule
 from torch_intnn.learning.base import check_batch
 from torch_intnn.lightning.checkpoint import DIGEST_KEY, CheckpointError, check_state, state_digest
 from torch_intnn.models import create_model
+from torch_intnn.ops._checks import check_int_arg
 
 __all__ = ["IntegerClassifier", "TRAINING_HPARAMS"]
 
@@ -60,6 +61,7 @@ class IntegerClassifier(pl.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
+        check_int_arg("histogram_every_n_epochs (0 = never)", histogram_every_n_epochs, 0)
         self.save_hyperparameters()
         self.automatic_optimization = False
         seed = 0 if seed is None else seed
