@@ -146,12 +146,15 @@ def test_a_truncated_cifar_batch_is_named(tmp_path):
 
 
 def test_a_missing_root_creates_nothing(tmp_path, monkeypatch):
-    import torchvision.datasets as tvd
+    """torchvision's download makes MNIST/raw before it fetches; a failed download must not leave it behind."""
+    from urllib.error import URLError
 
-    def no_internet(self, *a, **k):
-        raise OSError("network is unreachable")
+    import torchvision.datasets.mnist as tv_mnist
 
-    monkeypatch.setattr(tvd.MNIST, "download", no_internet)
+    def no_internet(*a, **k):
+        raise URLError("network is unreachable")
+
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", no_internet)
     for download in (False, True):
         with pytest.raises(DatasetUnavailable, match="missing"):
             load_split("mnist", tmp_path / "nowhere", download=download)
