@@ -51,6 +51,6 @@ def fake_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def gemm_op() -> str:
     """The GEMM op in a compiled integer graph: ``_int_mm``, or int32 ``mm`` where the CPU backend is ``int32``."""
-    from torch_intnn.ops.matmul import default_backend
+    from torch_intnn.ops import Backend, default_backend
 
-    return "aten._int_mm.default" if default_backend("cpu") == "int_mm" else "aten.mm.default"
+    return "aten._int_mm.default" if default_backend("cpu") is Backend.INT_MM else "aten.mm.default"

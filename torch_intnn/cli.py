@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 
-__all__ = ["main"]
+__all__ = ["GEMM_ENV", "main"]
+
+GEMM_ENV = "TORCH_INTNN_GEMM"  # the one environment variable the command reads besides the data root's
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # glibc's mallopt parameters
 
@@ -42,9 +45,22 @@ def keep_freed_memory() -> bool:
     return bool(done)
 
 
+def gemm_from_environment() -> None:
+    """``TORCH_INTNN_GEMM=int_mm|int32|plain|auto``: the CPU's GEMM backend for this command
+    (:func:`~torch_intnn.ops.set_default_backend`; ``auto`` or unset: the one detected for this CPU)."""
+    from torch_intnn.ops import set_default_backend
+
+    name = os.environ.get(GEMM_ENV) or "auto"
+    try:
+        set_default_backend(None if name == "auto" else name)
+    except ValueError as err:
+        raise SystemExit(f"intnn: {GEMM_ENV}={name!r}: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     keep_freed_memory()
+    gemm_from_environment()
     command = argv[0] if argv else ""
     if command == "bench":
         from torch_intnn.bench import main as bench_main

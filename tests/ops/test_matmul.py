@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from torch_intnn.ops import Limbs, int_matmul, result_dtype, split_int8, split_lhs, split_rhs
 from torch_intnn.ops._checks import check_fits, memory_order
-from torch_intnn.ops.matmul import _MAX_K, _pad_for_device, cuda_padding, default_backend
+from torch_intnn.ops._cpu import has_int8_dot
+from torch_intnn.ops.backend import SMALL_PRODUCT, Backend, default_backend, resolve_backend, set_default_backend
+from torch_intnn.ops.matmul import _MAX_K, _pad_for_device, cuda_padding
 
 DTYPES = [torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64]
 NATURAL_BITS = {torch.int8: 8, torch.uint8: 9, torch.int16: 16, torch.int32: 32, torch.int64: 64}
@@ -147,15 +149,58 @@ def test_int32_backend_chunks_at_the_bound(a_bits, b_bits, chunk):
             assert out.is_contiguous() and torch.equal(out.to(torch.int64), ref(a, b))
 
 
-def test_default_backend_follows_the_environment_variable():
-    code = "from torch_intnn.ops.matmul import default_backend as d; print(d('cpu'), d('cuda'), d('meta'))"
-    other = "int32" if default_backend("cpu") == "int_mm" else "int_mm"  # not what this CPU would pick
-    env = {**os.environ, "TORCH_INTNN_GEMM": other}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert done.stdout.split() == [other, "int_mm", "plain"]
-    env = {**os.environ, "TORCH_INTNN_GEMM": "cublas"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert done.returncode != 0 and "TORCH_INTNN_GEMM='cublas'" in done.stderr
+def test_the_cli_sets_the_default_backend_from_the_environment_variable(monkeypatch):
+    from torch_intnn.cli import GEMM_ENV, main
+
+    detected = default_backend("cpu")
+    other = Backend.INT32 if detected is Backend.INT_MM else Backend.INT_MM  # not what this CPU would pick
+    try:
+        monkeypatch.setenv(GEMM_ENV, other.value)
+        main(["models"])
+        assert default_backend("cpu") is other and default_backend("cuda") is Backend.INT_MM
+        monkeypatch.setenv(GEMM_ENV, "auto")
+        main(["models"])
+        assert default_backend("cpu") is detected
+        monkeypatch.setenv(GEMM_ENV, "cublas")
+        with pytest.raises(SystemExit, match="TORCH_INTNN_GEMM='cublas'"):
+            main(["models"])
+    finally:
+        set_default_backend(None)
+
+
+def test_library_code_reads_no_environment_variable():
+    code = "from torch_intnn.ops import default_backend as d; print(d('cpu').value)"
+    detected = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, "TORCH_INTNN_GEMM": "plain"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout == detected
+
+
+def test_set_default_backend_changes_auto_and_refuses_what_cannot_run():
+    a, b = sample((40, 300), torch.int8, seed=1), sample((300, 50), torch.int16, seed=2)  # 600,000 products
+    try:
+        for backend in ("plain", Backend.INT32, "int_mm"):
+            set_default_backend(backend)
+            assert default_backend("cpu") is Backend(backend)
+            assert torch.equal(int_matmul(a, b).to(torch.int64), ref(a, b))
+        with pytest.raises(ValueError, match="CPU only"):
+            set_default_backend("int32", "cuda")
+        with pytest.raises(ValueError, match="name a backend"):
+            set_default_backend("auto")
+        with pytest.raises(ValueError, match="unknown backend 'cublas'"):
+            set_default_backend("cublas")
+    finally:
+        set_default_backend(None)
+    assert default_backend("cpu") is (Backend.INT_MM if has_int8_dot() else Backend.INT32)
+
+
+def test_auto_multiplies_small_products_in_int64_on_cpu():
+    small, large = SMALL_PRODUCT, SMALL_PRODUCT + 1
+    cpu = torch.device("cpu")
+    assert resolve_backend("auto", cpu, small) is Backend.PLAIN
+    assert resolve_backend("auto", cpu, large) is default_backend("cpu")
+    assert resolve_backend("int32", cpu, small) is Backend.INT32
+    assert resolve_backend("auto", torch.device("cuda"), small) is Backend.INT_MM
 
 
 @pytest.mark.parametrize("m,k,n", [(0, 5, 3), (4, 0, 3), (4, 5, 0), (0, 0, 0)])

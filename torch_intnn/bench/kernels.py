@@ -15,8 +15,9 @@ the same with the weight split once, as ``IntLinear`` / ``IntConv2d`` do while t
 ``compiled`` (with ``--compile``) is the ``torch.compile``'d (Inductor) function, which fuses the split and the
 recombination around ``_int_mm`` (with torch 2.14 on CPU it beats the eager split-each-call path on some
 shapes and loses on others); ``int32 torch.mm`` is PyTorch's own integer GEMM, for reference. The integer
-paths run on :func:`~torch_intnn.ops.matmul.default_backend` (``_int_mm`` on CPUs with int8 dot products,
-chunked int32 GEMMs elsewhere; ``TORCH_INTNN_GEMM`` chooses), which the header names.
+paths run on :func:`~torch_intnn.ops.backend.default_backend` (``_int_mm`` on CPUs with int8 dot products,
+chunked int32 GEMMs elsewhere; ``TORCH_INTNN_GEMM`` chooses), which the header names with the CPU's int8
+dot-product instructions.
 
 The ``min ms`` columns give each path's fastest run and its ratio to the fastest float32 run. On a machine
 shared with other jobs, where a preemption lands in a random run, they and ``--clock cpu`` (process CPU time
@@ -28,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,7 +39,8 @@ import torch
 import torch.nn.functional as F
 
 from torch_intnn.ops import conv2d, int_matmul, split_conv_weight, split_rhs
-from torch_intnn.ops.matmul import default_backend
+from torch_intnn.ops._cpu import cpu_name, int8_dot_flags
+from torch_intnn.ops.backend import default_backend
 
 __all__ = ["main", "run", "SHAPES"]
 
@@ -166,14 +167,6 @@ def _time(paths: list[Path], repeats: int, clock: Callable[[], float], progress:
             p.times.append(clock() - t0)
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def run(
     repeats: int = 15,
     threads: int | None = None,
@@ -193,10 +186,11 @@ def run(
     g = torch.Generator().manual_seed(0)
     report = {
         "torch": torch.__version__,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
+        "int8_dot": int8_dot_flags(),
         "cores": os.cpu_count(),
         "threads": torch.get_num_threads(),
-        "gemm_backend": default_backend("cpu"),
+        "gemm_backend": default_backend("cpu").value,
         "repeats": repeats,
         "clock": clock,
         "load_average_before": os.getloadavg()[0],
@@ -225,8 +219,8 @@ def run(
 
 def format_table(report: dict) -> str:
     lines = [
-        f"{report['cpu']} ({report['cores']} cores), torch {report['torch']}, {report['threads']} thread(s), "
-        f"integer GEMM backend {report['gemm_backend']}, "
+        f"{report['cpu']} ({report['cores']} cores; int8 dot products: {', '.join(report['int8_dot']) or 'none'}), "
+        f"torch {report['torch']}, {report['threads']} thread(s), integer GEMM backend {report['gemm_backend']}, "
         f"medians of {report['repeats']} interleaved runs ({report['clock']} clock), "
         f"load average {report['load_average_before']:.2f} before / {report['load_average_after']:.2f} after",
         f"{'shape':28s} {'path':34s} {'ms':>9s} {'GOP/s':>8s} {'vs f32':>7s} {'min ms':>9s} {'(vs f32)':>8s}  exact",

@@ -80,15 +80,6 @@ _LOGIT_ONE = 16  # improved logits: 16 per nat (models.pocketnn.LOGIT_ONE)
 
 _MAX_SHIFT = 8  # largest augment_shift: a wider translation pushes most of a 28-pixel digit out of the frame
 _DECAY_EVERY = 16  # weight decay is applied every 16 steps, 16 times as strong
-_SMALL = 4096  # outputs of at most this many elements (the output layer's 10 x 50) skip the int8 limbs
-
-
-def _small_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Exact ``a @ b`` in int64 for small products (e @ B has K = 10): on CPU a plain int64 GEMM costs less than
-    splitting into int8 limbs; elsewhere (CUDA has no int64 GEMM) the limb path."""
-    return int_matmul(a, b, backend="plain" if a.device.type == "cpu" else "auto")
-
-
 def _bits(bound: int) -> int:
     """Signed width holding every value in [-bound, bound]."""
     return max(2, int(bound).bit_length() + 1)
@@ -271,7 +262,7 @@ class DFA(LearningRule):
         layers = list(zip(model.linears, model.acts))
         # All hidden projections e @ B_k in one product: (N, C) @ (C, n_1 + ... + n_{L-1})
         feedback = torch.cat([self.feedback(k) for k in range(len(layers) - 1)], 1)
-        g_all = _small_matmul(e, feedback)
+        g_all = int_matmul(e, feedback, a_bits=e_bits, b_bits=_bits(max(self.bounds)))  # K = classes: small
         g_bound = (TARGET + 127) * 10 * max(self.bounds) if self.faithful else 2 * E_ONE * max(self.bounds)
         saturated = torch.zeros((), dtype=torch.int64, device=x.device)
         grads = []
@@ -293,10 +284,7 @@ class DFA(LearningRule):
             if k < len(layers) - 1:
                 saturated = saturated + flat.sum()
             # (n_k, N) @ (N, n_{k-1}): the batch sum of delta a^T; lin.input was kept by the training forward
-            if lin.out_features * lin.in_features <= _SMALL:
-                grad_w = _small_matmul(delta.T, lin.input)
-            else:
-                grad_w = int_matmul(delta.T, lin.input, a_bits=_bits(bound), b_bits=lin.input_bits)
+            grad_w = int_matmul(delta.T, lin.input, a_bits=_bits(bound), b_bits=lin.input_bits)
             if decay:
                 # L2 decay 2**-s per sample, N * 2**-s * w in gradient units, applied every _DECAY_EVERY steps
                 # with that many times the weight (the residual carries it exactly; a pass over W saved 15 times in 16)

@@ -10,6 +10,7 @@ from torch_intnn.nn.init import kaiming_uniform_int_bound, uniform_int_
 from torch_intnn.nn.linear import _sum_dtype
 from torch_intnn.ops import conv as conv_ops
 from torch_intnn.ops._checks import check_fits, check_integer, check_rank
+from torch_intnn.ops.backend import Backend
 from torch_intnn.ops.limbs import effective_bits
 from torch_intnn.ops.matmul import with_bias_dtype
 
@@ -22,7 +23,7 @@ class IntConv2d(nn.Module):
     Args:
         in_channels, out_channels, kernel_size, padding, bias: as ``torch.nn.Conv2d`` (stride 1, dilation 1,
             groups 1 only).
-        weight_bits, input_bits, init, generator: as :class:`torch_intnn.nn.IntLinear`.
+        weight_bits, input_bits, init, generator, backend: as :class:`torch_intnn.nn.IntLinear`.
 
     Shapes: x (N, C_in, H, W) integer -> (N, C_out, H_out, W_out) int32 or int64, in ``channels_last`` memory.
     The training-mode input is kept in ``self.input``. The weight's int8 limbs are cached as in
@@ -41,6 +42,7 @@ class IntConv2d(nn.Module):
         input_bits: int = 8,
         init: str = "kaiming",
         generator: torch.Generator | None = None,
+        backend: Backend | str = Backend.AUTO,
     ) -> None:
         super().__init__()
         if min(in_channels, out_channels, kernel_size) <= 0 or padding < 0:
@@ -50,7 +52,7 @@ class IntConv2d(nn.Module):
             )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.padding = kernel_size, padding
-        self.weight_bits, self.input_bits = weight_bits, input_bits
+        self.weight_bits, self.input_bits, self.backend = weight_bits, input_bits, Backend(backend)
         shape = (out_channels, in_channels, kernel_size, kernel_size)
         self.register_buffer("weight", torch.zeros(shape, dtype=torch.int32))
         self.register_buffer("bias", torch.zeros(out_channels, dtype=torch.int32) if bias else None)
@@ -68,7 +70,7 @@ class IntConv2d(nn.Module):
             raise ValueError(f"IntConv2d: expected {self.in_channels} input channels, got {x.shape[1]}")
         check_fits(x, effective_bits(x.dtype, self.input_bits), "IntConv2d input")  # uint8 pixels: always 9 bits
         self.input = x if self.training else None
-        z = conv_ops.conv2d(x, self.weight_limbs(), self.padding, x_bits=self.input_bits)
+        z = conv_ops.conv2d(x, self.weight_limbs(), self.padding, x_bits=self.input_bits, backend=self.backend)
         if self.bias is None:
             return z
         check_fits(self.bias, self.weight_bits, "IntConv2d bias")
@@ -89,7 +91,8 @@ class IntConv2d(nn.Module):
         if self.input is None:
             raise RuntimeError("IntConv2d.weight_grad needs a training-mode forward pass first")
         return conv_ops.conv2d_weight(
-            self.input, grad_out, self.kernel_size, self.padding, x_bits=self.input_bits, grad_bits=grad_bits
+            self.input, grad_out, self.kernel_size, self.padding, x_bits=self.input_bits, grad_bits=grad_bits,
+            backend=self.backend,
         )
 
     def extra_repr(self) -> str:

@@ -8,6 +8,7 @@ from torch import nn
 from torch_intnn.nn._split_cache import SplitCache
 from torch_intnn.nn.init import kaiming_uniform_int_bound, uniform_int_
 from torch_intnn.ops._checks import check_fits, check_integer, check_rank
+from torch_intnn.ops.backend import Backend
 from torch_intnn.ops.limbs import Limbs, effective_bits, split_rhs
 from torch_intnn.ops.matmul import int_matmul, result_dtype, with_bias_dtype
 
@@ -26,6 +27,8 @@ class IntLinear(nn.Module):
             one limb).
         init: ``"zeros"`` or ``"kaiming"`` (NITRO-D's integer Kaiming-uniform, sec. 7 of nitro_d.md).
         generator: the seeded generator the initial weights are drawn from.
+        backend: the GEMM backend of its products (:class:`~torch_intnn.ops.backend.Backend`; ``"auto"``: the
+            device's default).
 
     Shapes: x (N, in_features) integer -> z (N, out_features) int32 or int64 (int64 whenever the declared widths
     cannot prove that ``in_features`` products, plus the bias, fit int32). In training mode the input is kept in
@@ -46,12 +49,13 @@ class IntLinear(nn.Module):
         input_bits: int = 8,
         init: str = "kaiming",
         generator: torch.Generator | None = None,
+        backend: Backend | str = Backend.AUTO,
     ) -> None:
         super().__init__()
         if in_features <= 0 or out_features <= 0:
             raise ValueError(f"IntLinear needs positive sizes, got {in_features} -> {out_features}")
         self.in_features, self.out_features = in_features, out_features
-        self.weight_bits, self.input_bits = weight_bits, input_bits
+        self.weight_bits, self.input_bits, self.backend = weight_bits, input_bits, Backend(backend)
         self.register_buffer("weight", torch.zeros(out_features, in_features, dtype=torch.int32))
         self.register_buffer("bias", torch.zeros(out_features, dtype=torch.int32) if bias else None)
         self.input: torch.Tensor | None = None
@@ -68,7 +72,7 @@ class IntLinear(nn.Module):
             raise ValueError(f"IntLinear: expected {self.in_features} input features, got {x.shape[1]}")
         check_fits(x, effective_bits(x.dtype, self.input_bits), "IntLinear input")  # uint8 pixels: always 9 bits
         self.input = x if self.training else None
-        z = int_matmul(x, self.weight_limbs(), a_bits=self.input_bits)
+        z = int_matmul(x, self.weight_limbs(), a_bits=self.input_bits, backend=self.backend)
         if self.bias is None:
             return z
         check_fits(self.bias, self.weight_bits, "IntLinear bias")
@@ -87,6 +91,7 @@ class IntLinear(nn.Module):
         return (
             f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, "
             f"int{self.input_bits} x int{self.weight_bits} -> exact {_sum_dtype(self.in_features, self)} sums"
+            + ("" if self.backend is Backend.AUTO else f", backend={self.backend.value}")
         )
 
 

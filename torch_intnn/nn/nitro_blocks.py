@@ -23,6 +23,7 @@ from torch_intnn.nn.nitro import NitroReLU, NitroScaling
 from torch_intnn.nn.nitro_pool import max_pool_nhwc
 from torch_intnn.ops import conv as conv_ops
 from torch_intnn.ops._checks import memory_order
+from torch_intnn.ops.backend import Backend
 from torch_intnn.ops.matmul import int_matmul
 
 __all__ = ["pool_to_d", "value_bits", "NitroHead", "NitroLinearBlock", "NitroConvBlock"]
@@ -86,6 +87,7 @@ class NitroHead(nn.Module):
         *,
         input_bits: int = 8,
         generator: torch.Generator | None = None,
+        backend: Backend | str = Backend.AUTO,
     ) -> None:
         super().__init__()
         self.in_shape, self.input_bits = tuple(in_shape), input_bits
@@ -96,7 +98,8 @@ class NitroHead(nn.Module):
         else:
             d = math.prod(in_shape)
         self.d = d
-        self.linear = IntLinear(d, num_classes, bias=False, input_bits=input_bits, generator=generator)
+        self.linear = IntLinear(d, num_classes, bias=False, input_bits=input_bits, generator=generator,
+                                backend=backend)
         self.scaling = NitroScaling(256 * d)
         self._features: torch.Tensor | None = None
         self._where: torch.Tensor | None = None
@@ -117,7 +120,8 @@ class NitroHead(nn.Module):
             p = h
         p = p.reshape(p.shape[0], -1)  # (N, d), features in (C, H_out, W_out) order
         w = self.linear.weight
-        z = int_matmul(p, w.T, a_bits=self.input_bits, b_bits=value_bits(w, self.linear.weight_bits))
+        z = int_matmul(p, w.T, a_bits=self.input_bits, b_bits=value_bits(w, self.linear.weight_bits),
+                       backend=self.linear.backend)
         self._features = p if self.training else None
         self._where = where  # (N, d) NHWC offsets of the maxima (training only)
         return self.scaling(z)
@@ -127,11 +131,12 @@ class NitroHead(nn.Module):
         if self._features is None:
             raise RuntimeError("NitroHead.backward needs a training-mode forward pass first")
         p, self._features = self._features, None
-        grad_w = int_matmul(delta.T, p, a_bits=8, b_bits=self.input_bits)  # (classes, d)
+        grad_w = int_matmul(delta.T, p, a_bits=8, b_bits=self.input_bits, backend=self.linear.backend)  # (classes, d)
         if not input_grad:
             return grad_w, None
         w = self.linear.weight
-        return grad_w, int_matmul(delta, w, a_bits=8, b_bits=value_bits(w, self.linear.weight_bits))  # (N, d)
+        return grad_w, int_matmul(delta, w, a_bits=8, b_bits=value_bits(w, self.linear.weight_bits),  # (N, d)
+                                  backend=self.linear.backend)
 
     def select(self, x: torch.Tensor) -> torch.Tensor:
         """Values of ``x`` (N, *in_shape), e.g. the block's pre-activation, where the last pooling took its maxima.
@@ -227,17 +232,20 @@ class NitroLinearBlock(_NitroBlock):
     """
 
     def __init__(self, in_features: int, out_features: int, num_classes: int = 10, *, input_bits: int = 8,
-                 k: int = 4, generator: torch.Generator | None = None) -> None:
-        layer = IntLinear(in_features, out_features, bias=False, input_bits=input_bits, generator=generator)
-        head = NitroHead((out_features,), num_classes, generator=generator)
+                 k: int = 4, generator: torch.Generator | None = None, backend: Backend | str = Backend.AUTO) -> None:
+        layer = IntLinear(in_features, out_features, bias=False, input_bits=input_bits, generator=generator,
+                          backend=backend)
+        head = NitroHead((out_features,), num_classes, generator=generator, backend=backend)
         super().__init__(layer, head, in_features, k)
 
     def _affine(self, x: torch.Tensor) -> torch.Tensor:
         w = self.layer.weight
-        return int_matmul(x, w.T, a_bits=self.layer.input_bits, b_bits=value_bits(w, self.layer.weight_bits))
+        return int_matmul(x, w.T, a_bits=self.layer.input_bits, b_bits=value_bits(w, self.layer.weight_bits),
+                          backend=self.layer.backend)
 
     def _weight_grad(self, grad_z: torch.Tensor, grad_bits: int) -> torch.Tensor:
-        return int_matmul(grad_z.T, self.input, a_bits=grad_bits, b_bits=self.layer.input_bits)
+        return int_matmul(grad_z.T, self.input, a_bits=grad_bits, b_bits=self.layer.input_bits,
+                          backend=self.layer.backend)
 
 
 class NitroConvBlock(_NitroBlock):
@@ -258,9 +266,10 @@ class NitroConvBlock(_NitroBlock):
 
     def __init__(self, in_channels: int, out_channels: int, size: tuple[int, int], num_classes: int = 10, *,
                  d_max: int = 4096, input_bits: int = 8, k: int = 4,
-                 generator: torch.Generator | None = None) -> None:
-        layer = IntConv2d(in_channels, out_channels, 3, 1, bias=False, input_bits=input_bits, generator=generator)
-        head = NitroHead((out_channels, *size), num_classes, d_max, generator=generator)
+                 generator: torch.Generator | None = None, backend: Backend | str = Backend.AUTO) -> None:
+        layer = IntConv2d(in_channels, out_channels, 3, 1, bias=False, input_bits=input_bits, generator=generator,
+                          backend=backend)
+        head = NitroHead((out_channels, *size), num_classes, d_max, generator=generator, backend=backend)
         super().__init__(layer, head, 9 * in_channels, k)
         kh, kw = self.head.kernel
         self.positions_per_unit = max(1, size[0] * size[1] // (kh * kw))
@@ -270,8 +279,8 @@ class NitroConvBlock(_NitroBlock):
         cols = conv_ops.im2col(x, 3, 1)  # built once: the weight gradient reads the same columns
         self._columns = cols if self.training else None
         return conv_ops.conv2d(x, w, 1, x_bits=self.layer.input_bits, w_bits=value_bits(w, self.layer.weight_bits),
-                               columns=cols)
+                               columns=cols, backend=self.layer.backend)
 
     def _weight_grad(self, grad_z: torch.Tensor, grad_bits: int) -> torch.Tensor:
         return conv_ops.conv2d_weight(self.input, grad_z, 3, 1, x_bits=self.layer.input_bits, grad_bits=grad_bits,
-                                      columns=self._columns)
+                                      columns=self._columns, backend=self.layer.backend)

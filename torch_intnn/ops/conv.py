@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from torch_intnn.ops._checks import check_integer, check_rank
 from torch_intnn.ops.limbs import Limbs, _split, declared_bits
+from torch_intnn.ops.backend import Backend
 from torch_intnn.ops.matmul import int_matmul
 
 __all__ = ["im2col", "ConvWeight", "split_conv_weight", "conv2d", "conv2d_weight"]
@@ -99,6 +100,7 @@ def conv2d(
     x_bits: int | None = None,
     w_bits: int | None = None,
     columns: torch.Tensor | None = None,
+    backend: Backend | str = Backend.AUTO,
 ) -> torch.Tensor:
     """Exact stride-1 integer convolution (cross-correlation, as ``F.conv2d``).
 
@@ -108,6 +110,7 @@ def conv2d(
         x_bits, w_bits: declared signed widths, as in :func:`int_matmul` (``w_bits`` is ignored for a
             :class:`ConvWeight`, which carries its own).
         columns: ``im2col(x, (kh, kw), padding)`` if the caller has it (it keeps it for the weight gradient).
+        backend: the GEMM backend of :func:`~torch_intnn.ops.matmul.int_matmul`.
     Returns:
         (N, F, H_out, W_out) in ``channels_last`` memory; int32 or int64 by :func:`result_dtype` with
         K = C * kh * kw.
@@ -124,7 +127,7 @@ def conv2d(
     ho, wo = x.shape[2] + 2 * ph - kh + 1, x.shape[3] + 2 * pw - kw + 1
     x_width = declared_bits(x, x_bits, "conv2d input")  # checked on x: the columns repeat its values kh*kw times
     cols = _split(_columns_of(x, (kh, kw), (ph, pw), columns), x_width, "lhs")  # (N*Ho*Wo, K)
-    y = int_matmul(cols, weight.limbs)  # (N*Ho*Wo, F)
+    y = int_matmul(cols, weight.limbs, backend=backend)  # (N*Ho*Wo, F)
     return y.view(n, ho, wo, -1).permute(0, 3, 1, 2)
 
 
@@ -137,6 +140,7 @@ def conv2d_weight(
     x_bits: int | None = None,
     grad_bits: int | None = None,
     columns: torch.Tensor | None = None,
+    backend: Backend | str = Backend.AUTO,
 ) -> torch.Tensor:
     """Exact weight gradient of :func:`conv2d`, summed over the batch and all positions.
 
@@ -144,6 +148,7 @@ def conv2d_weight(
         x: (N, C, H, W) integer, the forward input.
         grad_out: (N, F, H_out, W_out) integer, the error at the convolution's output.
         columns: ``im2col(x, kernel_size, padding)`` if the caller kept it from the forward pass.
+        backend: the GEMM backend of :func:`~torch_intnn.ops.matmul.int_matmul`.
     Returns:
         (F, C, kh, kw), int32 or int64 by :func:`result_dtype` with K = N * H_out * W_out.
     """
@@ -161,5 +166,5 @@ def conv2d_weight(
         )
     g = grad_out.permute(0, 2, 3, 1).reshape(-1, grad_out.shape[1])  # (N*Ho*Wo, F)
     cols = _split(cols, declared_bits(x, x_bits, "conv2d_weight input"), "rhs")
-    gw = int_matmul(g.T, cols, a_bits=grad_bits)  # (F, kh*kw*C)
+    gw = int_matmul(g.T, cols, a_bits=grad_bits, backend=backend)  # (F, kh*kw*C)
     return gw.view(-1, kh, kw, x.shape[1]).permute(0, 3, 1, 2)

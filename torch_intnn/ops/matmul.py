@@ -15,65 +15,32 @@ The recombination runs in that dtype; two's-complement sums and products by cons
 (or 2**64), and the bound guarantees the true result lies in range, so the result equals int64 arithmetic bit
 for bit.
 
-Backends. ``_int_mm`` is fast only where the CPU has int8 dot-product instructions (x86 VNNI or AMX: about
-1 TOPS on one core of such a machine); without them PyTorch runs it in a scalar loop (0.7 GOPS measured on an
-AVX2-only AMD EPYC), 20 times slower than an int32 ``torch.mm``. The ``int32`` backend is for such CPUs: it
-multiplies the values themselves as int32, cutting K into chunks short enough that every chunk's partial sum
-provably fits int32 (``chunk * 2**(a_bits-1) * 2**(b_bits-1) < 2**31``) and adding the chunks in the result
-dtype; when that chunk would be shorter than ``_INT32_MIN_CHUNK`` (16-bit by 16-bit operands) it multiplies the
-int8 limbs with int32 GEMMs instead. ``"auto"`` picks ``int_mm`` on CUDA and on CPUs with int8 dot products,
-``int32`` on other CPUs; the environment variable ``TORCH_INTNN_GEMM`` (read at import) overrides that choice.
-Every backend returns the same tensor, bit for bit.
+Backends (:mod:`torch_intnn.ops.backend`). ``_int_mm`` is fast only where the CPU has int8 dot-product
+instructions (x86 VNNI or AMX: about 1 TOPS on one core of such a machine); without them PyTorch runs it in a
+scalar loop (0.7 GOPS measured on an AVX2-only AMD EPYC), 20 times slower than an int32 ``torch.mm``. The
+``int32`` backend is for such CPUs: it multiplies the values themselves as int32, cutting K into chunks short
+enough that every chunk's partial sum provably fits int32 (``chunk * 2**(a_bits-1) * 2**(b_bits-1) < 2**31``)
+and adding the chunks in the result dtype; when that chunk would be shorter than ``_INT32_MIN_CHUNK`` (16-bit by
+16-bit operands) it multiplies the int8 limbs with int32 GEMMs instead. One table (``_PRODUCTS``) maps each
+backend to the function that multiplies. Every backend returns the same tensor, bit for bit.
 """
 
 from __future__ import annotations
 
-import os
+from typing import Callable
 
 import torch
 
 from torch_intnn.ops._checks import check_integer, check_rank
+from torch_intnn.ops.backend import Backend, resolve_backend
 from torch_intnn.ops.limbs import Limbs, _split, declared_bits, split_int8
 
-__all__ = ["int_matmul", "split_int8", "result_dtype", "cuda_padding", "with_bias_dtype", "default_backend", "BACKENDS"]
+__all__ = ["int_matmul", "split_int8", "result_dtype", "cuda_padding", "with_bias_dtype"]
 
 _MAX_K = (1 << 17) - 1  # K * 128 * 128 must stay below 2**31 in each _int_mm partial sum
 _COMBINE_CHUNK = 1 << 18  # result elements summed per eager pass (2 MiB of int64)
 _INT32_MIN_CHUNK = 64  # int32 backend: shorter K chunks (16 x 16 bits) cost more than the int8 limbs' GEMMs
 _INT32_LONG_K = 8192  # int32 backend: from this K chunk on, both operands row-major (see _int32_products)
-BACKENDS = ("auto", "int_mm", "int32", "plain")
-_INT8_DOT_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
-
-
-def _cpu_has_int8_dot() -> bool:
-    """True if the CPU has int8 dot-product instructions (``/proc/cpuinfo``; True where that file is missing)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return bool(_INT8_DOT_FLAGS & set(line.split(":", 1)[1].split()))
-    except OSError:
-        pass
-    return True
-
-
-def _backend_from_env() -> str | None:
-    name = os.environ.get("TORCH_INTNN_GEMM") or None
-    if name is not None and name not in BACKENDS:
-        raise ValueError(f"TORCH_INTNN_GEMM={name!r}: use one of {', '.join(BACKENDS)}")
-    return None if name == "auto" else name
-
-
-# Read once at import: Dynamo then sees constants, and a compiled step never re-checks.
-_CPU_BACKEND = _backend_from_env() or ("int_mm" if _cpu_has_int8_dot() else "int32")
-
-
-def default_backend(device: torch.device | str) -> str:
-    """The backend ``"auto"`` means on ``device`` (module docstring)."""
-    kind = torch.device(device).type
-    if kind == "cpu":
-        return _CPU_BACKEND
-    return "int_mm" if kind == "cuda" else "plain"
 
 
 def _int32_terms(a_bits: int, b_bits: int) -> int:
@@ -134,15 +101,15 @@ def _gemm_ready(x: torch.Tensor) -> torch.Tensor:
     return x.clone(memory_format=torch.contiguous_format)
 
 
-def _limb_products(a: Limbs, b: Limbs, out: torch.dtype, backend: str = "int_mm") -> torch.Tensor:
+def _limb_products(a: Limbs, b: Limbs, out: torch.dtype, backend: Backend = Backend.INT_MM) -> torch.Tensor:
     """``a.stack @ b.stack`` exactly: int32 for one K chunk, else the chunks summed in ``out`` (modular).
-    ``backend`` ``"int32"`` multiplies the int8 limbs with an int32 ``torch.mm`` instead of ``_int_mm``."""
+    ``Backend.INT32`` multiplies the int8 limbs with an int32 ``torch.mm`` instead of ``_int_mm``."""
     rows, k = a.stack.shape
     cols = b.stack.shape[1]
     total = None
     for start in range(0, k, _MAX_K):
         a_c, b_c = a.stack[:, start : start + _MAX_K], b.stack[start : start + _MAX_K]
-        if backend == "int32":
+        if backend is Backend.INT32:
             part = torch.mm(a_c.to(torch.int32), b_c.to(torch.int32))
         else:
             a_c, b_c = _pad_for_device(a_c, b_c)
@@ -209,7 +176,7 @@ def int_matmul(
     *,
     a_bits: int | None = None,
     b_bits: int | None = None,
-    backend: str = "auto",
+    backend: Backend | str = Backend.AUTO,
 ) -> torch.Tensor:
     """Exact ``a @ b`` for integer matrices, equal to int64 arithmetic bit for bit.
 
@@ -220,19 +187,15 @@ def int_matmul(
             (a weight split once and reused).
         a_bits, b_bits: signed width the values are declared to fit (default: the dtype's). An int32 tensor
             holding int16 values should say ``bits=16``: it then takes 2 limbs instead of 4. Values outside the
-            declared width raise ``ValueError`` (checked in eager mode). Ignored for a :class:`Limbs` operand,
-            which carries its own width.
-        backend: ``"int_mm"`` (int8 limbs on ``torch._int_mm``), ``"int32"`` (int32 ``torch.mm`` on K chunks
-            whose sums fit int32; CPU only), ``"plain"`` (int64 ``torch.mm``, CPU only, slow but obviously
-            correct) or ``"auto"`` (:func:`default_backend`: ``int_mm`` on CUDA and on CPUs with int8 dot
-            products, ``int32`` on other CPUs).
+            declared width raise (``ValueError`` eagerly, ``RuntimeError`` from compiled code). Ignored for a
+            :class:`Limbs` operand, which carries its own width.
+        backend: a :class:`~torch_intnn.ops.backend.Backend` or its name: ``"auto"`` (the device's default,
+            :func:`~torch_intnn.ops.backend.resolve_backend`), ``"int_mm"``, ``"int32"`` or ``"plain"``.
 
     Returns:
         (M, N) contiguous, int32 when the declared widths prove the result fits (see :func:`result_dtype`),
         else int64.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(map(repr, BACKENDS))}")
     if not isinstance(a, Limbs):
         check_integer(a, "int_matmul lhs")
         check_rank(a, 2, "int_matmul lhs", "(M, K)")
@@ -243,29 +206,42 @@ def int_matmul(
         raise ValueError("int_matmul: split the left operand with split_lhs and the right one with split_rhs")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"int_matmul: inner sizes differ, lhs {tuple(a.shape)} and rhs {tuple(b.shape)}")
-    if backend == "auto":
-        backend = default_backend(a.device)
-    elif backend in ("int32", "plain") and a.device.type == "cuda":
-        raise ValueError(f"int_matmul: backend {backend!r} runs on CPU only (CUDA has no int32 or int64 matmul)")
-
+    (m, k), n = a.shape, b.shape[1]
+    backend = resolve_backend(backend, a.device, m * k * n)
     a_width = a.bits if isinstance(a, Limbs) else declared_bits(a, a_bits, "int_matmul lhs")
     b_width = b.bits if isinstance(b, Limbs) else declared_bits(b, b_bits, "int_matmul rhs")
-    (m, k), n = a.shape, b.shape[1]
     out = result_dtype(k, a_width, b_width)
-    if backend == "plain":
-        return torch.mm(_to_int64(a), _to_int64(b)).to(out)
     if m == 0 or n == 0 or k == 0:
         return torch.zeros(m, n, dtype=out, device=a.device)
+    return _PRODUCTS[backend](a, b, a_width, b_width, out)
+
+
+def _plain_product(a, b, a_width: int, b_width: int, out: torch.dtype) -> torch.Tensor:
+    """``Backend.PLAIN``: one int64 ``torch.mm``."""
+    return torch.mm(_to_int64(a), _to_int64(b)).to(out)
+
+
+def _int32_product(a, b, a_width: int, b_width: int, out: torch.dtype) -> torch.Tensor:
+    """``Backend.INT32``: int32 GEMMs on K chunks whose sums fit int32 (the int8 limbs where chunks would be
+    shorter than ``_INT32_MIN_CHUNK``), in the layouts :func:`_int32_products` explains."""
+    (m, k), n = a.shape, b.shape[1]
     chunk = _int32_terms(a_width, b_width)
-    if backend == "int32" and chunk >= min(k, _INT32_MIN_CHUNK):
-        chunk = _equal_chunk(k, chunk)
-        rhs_column_major = chunk < _INT32_LONG_K  # row-major for long reductions: see _int32_products
-        if m <= n:
-            return _int32_products(_to_int32(a, column_major=False), _to_int32(b, column_major=rhs_column_major),
-                                   chunk, out)
-        # a tall product as (b^T a^T)^T: row-major b^T on the left, a^T laid out as a right operand
-        bt, at = _to_int32(b, column_major=True).T, _to_int32(a, column_major=not rhs_column_major).T
-        return _int32_products(bt, at, chunk, out).T.contiguous()
+    if chunk < min(k, _INT32_MIN_CHUNK):
+        return _limbs_product(a, b, a_width, b_width, out, Backend.INT32)
+    chunk = _equal_chunk(k, chunk)
+    rhs_column_major = chunk < _INT32_LONG_K  # row-major for long reductions: see _int32_products
+    if m <= n:
+        return _int32_products(_to_int32(a, column_major=False), _to_int32(b, column_major=rhs_column_major),
+                               chunk, out)
+    # a tall product as (b^T a^T)^T: row-major b^T on the left, a^T laid out as a right operand
+    bt, at = _to_int32(b, column_major=True).T, _to_int32(a, column_major=not rhs_column_major).T
+    return _int32_products(bt, at, chunk, out).T.contiguous()
+
+
+def _limbs_product(a, b, a_width: int, b_width: int, out: torch.dtype,
+                   gemm: Backend = Backend.INT_MM) -> torch.Tensor:
+    """``Backend.INT_MM``: every limb product in one ``gemm`` call, then the module docstring's sum."""
+    m, n = a.shape[0], b.shape[1]
     a = a if isinstance(a, Limbs) else _split(a, a_width, "lhs")
     b = b if isinstance(b, Limbs) else _split(b, b_width, "rhs")
     rows = max(1, _COMBINE_CHUNK // b.stack.shape[1])
@@ -275,9 +251,16 @@ def int_matmul(
         result = torch.empty((m, n), dtype=out, device=a.device)
         for r in range(0, m, rows):
             block = a._replace(stack=a.stack[r : r + rows], rows=min(rows, m - r))
-            _combine(_limb_products(block, b, out, backend), block, b, out, result[r : r + rows])
+            _combine(_limb_products(block, b, out, gemm), block, b, out, result[r : r + rows])
         return result
-    return _combine(_limb_products(a, b, out, backend), a, b, out)
+    return _combine(_limb_products(a, b, out, gemm), a, b, out)
+
+
+_PRODUCTS: dict[Backend, Callable[..., torch.Tensor]] = {
+    Backend.PLAIN: _plain_product,
+    Backend.INT32: _int32_product,
+    Backend.INT_MM: _limbs_product,
+}
 
 
 def _int32_products(a: torch.Tensor, b: torch.Tensor, chunk: int, out: torch.dtype) -> torch.Tensor:
