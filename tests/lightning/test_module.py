@@ -207,3 +207,58 @@ def test_cli_refuses_a_recipe_that_differs_from_the_checkpoint_and_resumes_with_
     after = torch.load(last, weights_only=True)
     assert after["global_step"] == 2 * before and after["hyper_parameters"]["model"] == "toy_linear"
     assert sorted(p.name for p in run.parent.iterdir()) == ["version_0"]
+
+
+def test_a_misspelt_rule_argument_in_a_recipe_is_refused_with_the_valid_names(tmp_path, capsys):
+    from torch_intnn.cli import main
+
+    recipe = Path(__file__).parents[2] / "recipes" / "mnist_pocketnn_dfa.yaml"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(recipe.read_text().replace("        lr_inv: 512", "        lr_invv: 512"))
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(bad), "--print_config"])
+    err = capsys.readouterr().err
+    assert "'lr_invv' is not an argument of torch_intnn.learning.DFA" in err
+    assert "lr_inv, lr_milestones" in err and "augment_shift" in err
+
+
+def test_the_cli_lists_a_rules_arguments(capsys):
+    from torch_intnn.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--model", "IntegerClassifier", "--model.rule.help", "NitroRule"])
+    out = capsys.readouterr().out
+    assert all(f"--rule.{name}" in out for name in ("lr_inv", "fwd_decay_inv", "plateau_patience", "rounding"))
+
+
+def test_a_rule_given_by_class_path_is_the_rule_given_by_name():
+    import functools
+
+    from torch_intnn.learning import DFA
+
+    by_name = IntegerClassifier("pocketnn_mlp_mnist", rule="dfa", rule_args={"lr_inv": 256, "augment_shift": 1}, seed=3)
+    by_config = IntegerClassifier("pocketnn_mlp_mnist", seed=3, rule={
+        "class_path": "torch_intnn.learning.DFA", "init_args": {"lr_inv": 256, "augment_shift": 1}})
+    by_factory = IntegerClassifier("pocketnn_mlp_mnist", rule=functools.partial(DFA, lr_inv=256, augment_shift=1),
+                                   seed=3)
+    for module in (by_config, by_factory):
+        assert module.rule.lr_inv == 256 and module.rule.augment_shift == 1 and module.rule.seed == 3
+        assert all(torch.equal(v, by_name.rule.state_dict()[k]) for k, v in module.rule.state_dict().items())
+    assert by_factory.hparams["rule"] == {"class_path": "torch_intnn.learning.dfa.DFA",
+                                          "init_args": {"lr_inv": 256, "augment_shift": 1}}
+    with pytest.raises(ValueError, match="rule_args go with a rule given by name"):
+        IntegerClassifier("pocketnn_mlp_mnist", rule=by_config.hparams["rule"], rule_args={"lr_inv": 8})
+    with pytest.raises(ValueError, match="not a LearningRule"):
+        IntegerClassifier("pocketnn_mlp_mnist", rule={"class_path": "torch.nn.Linear"})
+
+
+def test_a_checkpoint_of_a_module_built_from_a_rule_factory_loads_safely(fake_root, tmp_path):
+    import functools
+
+    from torch_intnn.lightning.checkpoint import load_checkpoint
+
+    module = IntegerClassifier("toy_linear", rule=functools.partial(toy.ToyRule, lr_inv=2**14))
+    trainer = _trainer(tmp_path, max_steps=3, logger=False)
+    trainer.fit(module, MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200))
+    trainer.save_checkpoint(tmp_path / "f.ckpt")
+    assert load_checkpoint(tmp_path / "f.ckpt")["hyper_parameters"]["rule"]["init_args"] == {"lr_inv": 2**14}

@@ -68,13 +68,13 @@ def _data(dataset: str, n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
 
 
 def _integer_step(recipe: dict, images: torch.Tensor):
-    from torch_intnn.learning import create_rule
+    from torch_intnn.learning import build_rule
     from torch_intnn.models import create_model
 
     model = create_model(recipe["model"], seed=0, **recipe["model_args"])
     if hasattr(model, "fit_input"):
         model.fit_input(images)
-    rule = create_rule(recipe["rule"], model, seed=0, **recipe["rule_args"])
+    rule = build_rule(recipe["rule"], model, 0, recipe["rule_args"])
     opt = rule.configure_optimizer()
     if recipe["compile"]:
         rule.compile_step()

@@ -1,9 +1,16 @@
 """Learning rules that replace ``backward()``: integer DFA and NITRO-D local error signals, and IntegerSGD."""
 
-from torch_intnn.learning.base import LearningRule, create_rule, list_rules, register_rule
+from torch_intnn.learning.base import (
+    LearningRule, RuleFactory, build_rule, create_rule, list_rules, register_rule, rule_config, rule_name,
+)
 from torch_intnn.learning.sgd import IntegerSGD
 from torch_intnn.learning import nitro  # noqa: F401,E402  (registers the "nitro" rule)
 from torch_intnn.learning import dfa  # noqa: F401,E402  (registers the "dfa" rule)
+from torch_intnn.learning.dfa import DFA  # noqa: E402
+from torch_intnn.learning.nitro import NitroRule  # noqa: E402
 from torch_intnn.learning.schedule import PlateauSchedule
 
-__all__ = ["IntegerSGD", "PlateauSchedule", "LearningRule", "create_rule", "list_rules", "register_rule"]
+__all__ = [
+    "IntegerSGD", "PlateauSchedule", "LearningRule", "RuleFactory", "DFA", "NitroRule", "build_rule", "create_rule",
+    "list_rules", "register_rule", "rule_config", "rule_name",
+]

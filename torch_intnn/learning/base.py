@@ -19,6 +19,8 @@ turning them into floats for logging is the caller's business, outside the integ
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 import os
 import shutil
 import types
@@ -31,7 +33,8 @@ from torch import nn
 from torch_intnn.learning.sgd import IntegerSGD, apply_update
 from torch_intnn.ops._checks import check_integer
 
-__all__ = ["LearningRule", "check_batch", "register_rule", "create_rule", "list_rules"]
+__all__ = ["LearningRule", "RuleFactory", "build_rule", "check_batch", "register_rule", "create_rule", "list_rules",
+           "rule_config", "rule_name"]
 
 
 def check_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int = 10) -> None:
@@ -202,6 +205,61 @@ def register_rule(name: str) -> Callable:
         return cls
 
     return wrap
+
+
+RuleFactory = Callable[[nn.Module], LearningRule]  # a recipe's rule: class_path and typed init_args, model to come
+
+
+def build_rule(rule: str | dict | RuleFactory, model: nn.Module, seed: int, rule_args: dict | None = None
+               ) -> LearningRule:
+    """The learning rule for ``model``, with the given ``seed``, from any of the forms a module takes:
+
+    * a registered name with keyword arguments (:func:`create_rule`; ``rule_args``);
+    * a config ``{"class_path": "torch_intnn.learning.DFA", "init_args": {...}}``, as a recipe writes it;
+    * a factory called as ``factory(model, seed=seed)``: what LightningCLI hands over for a recipe's
+      ``class_path`` and ``init_args``, whose keys jsonargparse checks against the rule's signature (a misspelt
+      one is refused before anything runs), or a ``functools.partial`` of a rule class.
+    """
+    if isinstance(rule, str):
+        return create_rule(rule, model, seed=seed, **(rule_args or {}))
+    if rule_args:
+        raise ValueError("rule_args go with a rule given by name; a rule given by class_path takes init_args")
+    if isinstance(rule, dict):
+        if set(rule) - {"class_path", "init_args"} or "class_path" not in rule:
+            raise ValueError(f"a rule config has class_path and init_args, got keys {sorted(rule)}")
+        module, _, name = rule["class_path"].rpartition(".")
+        cls = getattr(importlib.import_module(module), name, None)
+        if not (isinstance(cls, type) and issubclass(cls, LearningRule)):
+            raise ValueError(f"class_path {rule['class_path']!r} is not a LearningRule")
+        return cls(model, **{**(rule.get("init_args") or {}), "seed": seed})
+    built = rule(model, seed=seed)
+    if not isinstance(built, LearningRule):
+        raise TypeError(f"the rule factory returned {type(built).__name__}, not a LearningRule")
+    return built
+
+
+def rule_config(rule: str | dict | RuleFactory) -> str | dict:
+    """``rule`` in a form a checkpoint can hold: a name or a class_path config (a factory's class and keyword
+    arguments; ``repr`` for anything else)."""
+    if isinstance(rule, (str, dict)):
+        return rule
+    if isinstance(rule, functools.partial):
+        cls = next((f for f in (rule.func, *rule.args) if isinstance(f, type) and issubclass(f, LearningRule)), None)
+        if cls is not None:
+            init = {k: v for k, v in rule.keywords.items() if k != "seed"}
+            return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init}
+    return repr(rule)
+
+
+def rule_name(rule: str | dict | RuleFactory) -> str:
+    """The registered name of ``rule`` (``"dfa"``, ``"nitro"``), else its class name."""
+    config = rule_config(rule)
+    if isinstance(config, str):
+        return config
+    class_path = config["class_path"]
+    names = {f"{cls.__module__}.{cls.__qualname__}": name for name, cls in _RULES.items()}
+    public = {f"torch_intnn.learning.{cls.__qualname__}": name for name, cls in _RULES.items()}
+    return names.get(class_path) or public.get(class_path) or class_path.rpartition(".")[2]
 
 
 def create_rule(name: str, model: nn.Module, **kwargs) -> LearningRule:

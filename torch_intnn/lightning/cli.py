@@ -14,14 +14,17 @@ naming the keys), or without ``--config``, with the run folder's own ``config.ya
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import re
 import sys
 import time
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from torch_intnn.lightning.checkpoint import BestAndLastCheckpoint, CheckpointError, load_checkpoint
 
@@ -49,6 +52,33 @@ class FitClock(pl.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.seconds = float(state_dict["seconds"])
+
+
+class IntnnArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser, whose refusal of a misspelt ``init_args`` key also names the valid ones."""
+
+    _UNKNOWN = re.compile(r"Option '(\w+)' is not accepted\. Got value: Namespace\(class_path='([\w.]+)'")
+
+    def error(self, message: str, *args, **kwargs):
+        found = self._UNKNOWN.search(message)
+        if found:
+            valid = _init_arg_names(found.group(2))
+            if valid:
+                message = (f"'{found.group(1)}' is not an argument of {found.group(2)}; its arguments are: "
+                           f"{', '.join(valid)}\n{message}")
+        return super().error(message, *args, **kwargs)
+
+
+def _init_arg_names(class_path: str) -> list[str]:
+    """The keyword arguments a recipe can give ``class_path`` (all but the model a rule is built for)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return []
+    skip = {"model", "seed"}
+    return [p.name for p in params if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 def _seed(cfg) -> int:
@@ -206,6 +236,7 @@ def run(args: list[str] | None = None) -> None:
             },
         },
         save_config_kwargs={"overwrite": True},
+        parser_class=IntnnArgumentParser,
         args=args,
     )
 

@@ -132,7 +132,12 @@ def _describe(recipe: Path) -> tuple[str, str]:
     cfg = yaml.safe_load(recipe.read_text())
     init = cfg.get("model", {}).get("init_args", {})
     arithmetic = "float" if "Float" in cfg.get("model", {}).get("class_path", "") else "integer"
-    return init.get("model", "?"), f"{arithmetic} {init.get('rule', '?')}"
+    rule = init.get("rule", "?")
+    if arithmetic == "integer":
+        from torch_intnn.learning import rule_name
+
+        rule = rule_name(rule)
+    return init.get("model", "?"), f"{arithmetic} {rule}"
 
 
 def main(argv: list[str]) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 
-from torch_intnn.learning import create_rule
+from torch_intnn.learning import RuleFactory, build_rule, rule_config
 from torch_intnn.learning.base import check_batch
 from torch_intnn.lightning.checkpoint import DIGEST_KEY, CheckpointError, check_state, state_digest
 from torch_intnn.models import create_model
@@ -41,8 +41,16 @@ class IntegerClassifier(pl.LightningModule):
     Args:
         model: registered model name (``intnn models`` lists them).
         model_args: keyword arguments of the model factory.
-        rule: learning rule name (``"dfa"``, ``"nitro"``).
-        rule_args: keyword arguments of the rule.
+        rule: the learning rule. In a recipe, its class and typed arguments, checked by the CLI (``intnn fit --model
+            IntegerClassifier --model.rule.help DFA`` lists them; a misspelt one is refused, naming the valid ones)::
+
+                rule:
+                  class_path: torch_intnn.learning.DFA
+                  init_args: {lr_inv: 512, augment_shift: 1}
+
+            In Python also a registered name (``"dfa"``, ``"nitro"``) with ``rule_args``, or such a config dict.
+            The rule's seed is the module's.
+        rule_args: keyword arguments of a rule given by name.
         seed: seed of every integer buffer (weights, feedback matrices) and of the rule's randomness; default:
             ``seed_everything``'s value under ``intnn fit``, else 0.
         histogram_every_n_epochs: how often weight histograms are written (0 = never).
@@ -54,7 +62,7 @@ class IntegerClassifier(pl.LightningModule):
         self,
         model: str,
         model_args: dict | None = None,
-        rule: str = "dfa",
+        rule: RuleFactory | str = "dfa",
         rule_args: dict | None = None,
         seed: int | None = None,
         histogram_every_n_epochs: int = 1,
@@ -63,10 +71,12 @@ class IntegerClassifier(pl.LightningModule):
         super().__init__()
         check_int_arg("histogram_every_n_epochs (0 = never)", histogram_every_n_epochs, 0)
         self.save_hyperparameters()
+        if not isinstance(self.hparams["rule"], (str, dict)):  # a factory given in Python: saved as its config
+            self.hparams["rule"] = rule_config(rule)
         self.automatic_optimization = False
         seed = 0 if seed is None else seed
         self.net = create_model(model, seed=seed, **(model_args or {}))
-        self.rule = create_rule(rule, self.net, seed=seed, **(rule_args or {}))
+        self.rule = build_rule(rule, self.net, seed, rule_args)
         self.histogram_every_n_epochs = histogram_every_n_epochs
         if compile:
             self.rule.compile_step()
