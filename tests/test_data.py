@@ -96,12 +96,12 @@ def _publish(monkeypatch, root, folder="MNIST"):
     """Declare the synthetic files under ``root`` as the published ones (their size and MD5), as if real."""
     import hashlib
 
-    from torch_intnn import data
+    from torch_intnn.data import DATASET_INFO
 
+    published = DATASET_INFO["mnist"].published
     for path in (root / folder / "raw").iterdir():
         rel = f"{folder}/raw/{path.name}"
-        monkeypatch.setitem(data._KNOWN_FILES, rel, hashlib.md5(path.read_bytes()).hexdigest())
-        monkeypatch.setitem(data._KNOWN_SIZES, rel, path.stat().st_size)
+        monkeypatch.setitem(published, rel, (path.stat().st_size, hashlib.md5(path.read_bytes()).hexdigest()))
 
 
 def test_overwritten_bytes_of_a_published_file_are_caught_by_its_md5(fake_root, monkeypatch):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,13 +16,88 @@ import torch
 from torch_intnn.ops._checks import error_summary
 
 __all__ = [
-    "DATA_ENV", "DATASETS", "DatasetUnavailable", "resolve_root", "load_split", "split_files", "verify_files",
-    "train_val_split", "BatchLoader",
+    "DATA_ENV", "DATASETS", "DATASET_INFO", "DatasetInfo", "DatasetUnavailable", "dataset_info", "resolve_root",
+    "load_split", "split_files", "verify_files", "train_val_split", "BatchLoader",
 ]
 
 DATA_ENV = "TORCH_INTNN_DATA"
-DATASETS = ("mnist", "fmnist", "cifar10")
 VAL_SPLIT_SEED = 12345  # fixed, independent of the run seed: every run validates on the same images
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """Everything the package knows of one dataset; every module that needs a fact of a dataset reads it here.
+
+    Attributes:
+        name: the package's name (``"mnist"``, ``"fmnist"``, ``"cifar10"``).
+        torchvision: the ``torchvision.datasets`` class that reads it.
+        datamodule: the :mod:`torch_intnn.lightning` DataModule serving it.
+        shape: (C, H, W) of one image.
+        train_size, test_size: images in the published splits.
+        mean, std: per-channel mean and standard deviation of the training pixels in [0, 1] (the float twins'
+            input normalisation; the integer models compute theirs from the data).
+        crop_padding, flip: NITRO-D's augmentation for the dataset (random crop after zero padding by this many
+            pixels; random horizontal flip), nitro_d.md sec. 7.
+        files: the files torchvision reads, relative to the data root: (train files, test files).
+        published: (size in bytes, MD5) of each published file (:func:`verify_files`).
+    """
+
+    name: str
+    torchvision: str
+    datamodule: str
+    shape: tuple[int, int, int]
+    train_size: int
+    test_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    crop_padding: int
+    flip: bool
+    files: tuple[tuple[str, ...], tuple[str, ...]]
+    published: dict[str, tuple[int, str]]
+
+
+def _idx_files(folder: str, md5s: tuple[str, str, str, str]) -> dict:
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    sizes = (47040016, 60008, 7840016, 10008)
+    files = tuple(f"{folder}/raw/{n}" for n in names)
+    return dict(files=(files[:2], files[2:]), published=dict(zip(files, zip(sizes, md5s))))
+
+
+_CIFAR = "cifar-10-batches-py"
+# The digests are of the extracted published files (the CIFAR-10 ones are torchvision's own; for MNIST and
+# Fashion-MNIST torchvision keeps only those of the .gz downloads).
+DATASET_INFO: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo(
+        "mnist", "MNIST", "MNISTDataModule", (1, 28, 28), 60000, 10000, (0.1307,), (0.3081,), 2, False,
+        **_idx_files("MNIST", ("6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
+                               "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"))),
+    "fmnist": DatasetInfo(
+        "fmnist", "FashionMNIST", "FashionMNISTDataModule", (1, 28, 28), 60000, 10000, (0.2860,), (0.3530,), 2, True,
+        **_idx_files("FashionMNIST", ("f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
+                                      "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"))),
+    "cifar10": DatasetInfo(
+        "cifar10", "CIFAR10", "CIFAR10DataModule", (3, 32, 32), 50000, 10000, (0.4914, 0.4822, 0.4465),
+        (0.2470, 0.2435, 0.2616), 4, True,
+        files=(tuple(f"{_CIFAR}/{b}" for b in (*(f"data_batch_{i}" for i in range(1, 6)), "batches.meta")),
+               (f"{_CIFAR}/test_batch", f"{_CIFAR}/batches.meta")),
+        published={f"{_CIFAR}/{name}": entry for name, entry in {
+            "batches.meta": (158, "5ff9c542aee3614f3951f8cda6e48888"),
+            "data_batch_1": (31035704, "c99cafc152244af753f735de768cd75f"),
+            "data_batch_2": (31035320, "d4bba439e000b95fd0a9bffe97cbabec"),
+            "data_batch_3": (31035999, "54ebc095f3ab1f0389bbae665268c751"),
+            "data_batch_4": (31035696, "634d18415352ddfa80567beed471001a"),
+            "data_batch_5": (31035623, "482c414d41f54cd18b22e5b47cb7c3cb"),
+            "test_batch": (31035526, "40351d587109b95175f43aff81a1287e"),
+        }.items()}),
+}
+DATASETS = tuple(DATASET_INFO)
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``name``; ``ValueError`` naming the known datasets otherwise."""
+    if name not in DATASET_INFO:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASET_INFO[name]
 
 
 class DatasetUnavailable(RuntimeError):
@@ -39,52 +115,15 @@ def resolve_root(root: str | os.PathLike | None = None) -> Path:
 def _torchvision_class(name: str):
     import torchvision.datasets as tvd
 
-    classes = {"mnist": tvd.MNIST, "fmnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}
-    if name not in classes:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return classes[name]
+    return getattr(tvd, dataset_info(name).torchvision)
 
 
-# (size in bytes, MD5) of the files torchvision reads for each split, under the data root: the extracted files of
-# the published datasets (the CIFAR-10 digests are torchvision's own; for MNIST and Fashion-MNIST torchvision keeps
-# only those of the .gz downloads).
-_MNIST_SIZES = {"train-images-idx3-ubyte": 47040016, "train-labels-idx1-ubyte": 60008,
-                "t10k-images-idx3-ubyte": 7840016, "t10k-labels-idx1-ubyte": 10008}
-_KNOWN_FILES = {
-    "MNIST/raw/train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
-    "MNIST/raw/train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
-    "MNIST/raw/t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
-    "MNIST/raw/t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
-    "FashionMNIST/raw/train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
-    "FashionMNIST/raw/train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
-    "FashionMNIST/raw/t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
-    "FashionMNIST/raw/t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
-    "cifar-10-batches-py/batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
-    "cifar-10-batches-py/data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "cifar-10-batches-py/data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "cifar-10-batches-py/data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "cifar-10-batches-py/data_batch_4": "634d18415352ddfa80567beed471001a",
-    "cifar-10-batches-py/data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "cifar-10-batches-py/test_batch": "40351d587109b95175f43aff81a1287e",
-}
-_KNOWN_SIZES = {
-    **{f"{folder}/raw/{f}": n for folder in ("MNIST", "FashionMNIST") for f, n in _MNIST_SIZES.items()},
-    "cifar-10-batches-py/batches.meta": 158, "cifar-10-batches-py/data_batch_1": 31035704,
-    "cifar-10-batches-py/data_batch_2": 31035320, "cifar-10-batches-py/data_batch_3": 31035999,
-    "cifar-10-batches-py/data_batch_4": 31035696, "cifar-10-batches-py/data_batch_5": 31035623,
-    "cifar-10-batches-py/test_batch": 31035526,
-}
 _verified: dict[tuple, None] = {}  # (path, size, mtime) of files whose MD5 matched in this process
 
 
 def split_files(name: str, train: bool) -> list[str]:
     """The files torchvision reads for one split, relative to the data root."""
-    if name == "cifar10":
-        batches = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
-        return [f"cifar-10-batches-py/{b}" for b in (*batches, "batches.meta")]
-    folder = _torchvision_class(name).__name__  # MNIST, FashionMNIST
-    prefix = "train" if train else "t10k"
-    return [f"{folder}/raw/{prefix}-images-idx3-ubyte", f"{folder}/raw/{prefix}-labels-idx1-ubyte"]
+    return list(dataset_info(name).files[0 if train else 1])
 
 
 def verify_files(name: str, root: Path, files: list[str]) -> None:
@@ -95,20 +134,21 @@ def verify_files(name: str, root: Path, files: list[str]) -> None:
     write) and is left to torchvision's reader, whose errors :func:`load_split` reports naming the file.
     Raises ``DatasetUnavailable`` naming the file, the expected and the actual digest.
     """
+    published = dataset_info(name).published
     for rel in files:
         path = root / rel
         stat = path.stat()
         key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-        if rel not in _KNOWN_FILES or stat.st_size != _KNOWN_SIZES[rel] or key in _verified:
+        if rel not in published or stat.st_size != published[rel][0] or key in _verified:
             continue
         digest = hashlib.md5()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 22), b""):
                 digest.update(block)
-        if digest.hexdigest() != _KNOWN_FILES[rel]:
+        if digest.hexdigest() != published[rel][1]:
             raise DatasetUnavailable(
                 f"{name}: '{path}' is damaged: its MD5 is {digest.hexdigest()}, the published file's is "
-                f"{_KNOWN_FILES[rel]}. Replace it with the torchvision file (for example, delete it and let "
+                f"{published[rel][1]}. Replace it with the torchvision file (for example, delete it and let "
                 f"torchvision download it again)."
             )
         _verified[key] = None

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import torch
 
+from torch_intnn.data import DATASET_INFO, dataset_info
+from torch_intnn.learning import rule_name
+
 __all__ = ["main", "DEFAULT_RECIPES"]
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "recipes"
@@ -43,9 +46,8 @@ def _load_recipe(path: Path) -> dict:
     cfg = yaml.safe_load(path.read_text())
     model = cfg["model"]["init_args"]
     data = cfg["data"]
-    dataset = {"MNISTDataModule": "mnist", "FashionMNISTDataModule": "fmnist", "CIFAR10DataModule": "cifar10"}[
-        data["class_path"].rsplit(".", 1)[-1]
-    ]
+    module = data["class_path"].rsplit(".", 1)[-1]
+    dataset = next(info.name for info in DATASET_INFO.values() if info.datamodule == module)
     return {
         "name": path.stem, "model": model["model"], "model_args": model.get("model_args") or {},
         "rule": model.get("rule", "dfa"), "rule_args": model.get("rule_args") or {},
@@ -61,7 +63,7 @@ def _data(dataset: str, n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         images, labels = load_split(dataset, train=True, download=False)
         return images[:n], labels[:n], "real"
     except DatasetUnavailable:
-        shape = (3, 32, 32) if dataset == "cifar10" else (1, 28, 28)
+        shape = dataset_info(dataset).shape
         g = torch.Generator().manual_seed(0)
         images = torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.int64).to(torch.uint8)
         return images, torch.randint(0, 10, (n,), generator=g), "random"
@@ -144,10 +146,10 @@ def bench_recipe(recipe: dict, steps: int, rounds: int, full_epoch: bool) -> dic
         t_int.append(_time_steps(int_step, images, labels, batch, r * per, per) / per)
         t_float.append(_time_steps(float_step, images, labels, batch, r * per, per) / per)
     s_int, s_float = statistics.median(t_int), statistics.median(t_float)
-    epoch_samples = {"cifar10": 45000}.get(recipe["dataset"], 55000)  # the training split after validation
+    epoch_samples = dataset_info(recipe["dataset"]).train_size - 5000  # the training split after validation
     epoch_steps = epoch_samples // batch
     result = {
-        "recipe": recipe["name"], "model": recipe["model"], "rule": recipe["rule"], "batch_size": batch,
+        "recipe": recipe["name"], "model": recipe["model"], "rule": rule_name(recipe["rule"]), "batch_size": batch,
         "data": source, "steps_timed": per * rounds, "compiled": recipe["compile"],
         "first_step_s": round(compile_s, 2),
         "integer_step_ms": round(1e3 * s_int, 3), "float_bp_step_ms": round(1e3 * s_float, 3),

@@ -13,16 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from torch_intnn.data import dataset_info
 from torch_intnn.models._registry import register_model
 
 __all__ = ["FloatNet", "mlp_twin", "cnn_twin", "TWIN_SPECS"]
-
-_NORM = {  # per-channel mean and std of the training pixels in [0, 1]
-    "mnist": ((0.1307,), (0.3081,)),
-    "fmnist": ((0.2860,), (0.3530,)),
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-}
-
 
 class FloatNet(nn.Module):
     """``blocks`` (a list of trainable units) followed by an ``output`` linear layer.
@@ -35,7 +29,8 @@ class FloatNet(nn.Module):
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.output = output
-        mean, std = _NORM[dataset]
+        info = dataset_info(dataset)
+        mean, std = info.mean, info.std
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
 
@@ -104,7 +99,6 @@ def cnn_twin(
 _VGG8B = [128, 256, "P", 256, 512, "P", 512, "P", 512, "P"]
 _VGG11B = [128, 128, 128, 256, "P", 256, 512, "P", 512, 512, "P", 512, "P"]
 _SMALL_CNN = [32, 64, "P", 64, 128, "P", 128, "P", 128, "P"]
-_SHAPES = {"mnist": (1, 28, 28), "fmnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
 def _mlp(sizes, activation, dataset):
@@ -112,7 +106,7 @@ def _mlp(sizes, activation, dataset):
 
 
 def _cnn(convs, fc, dataset):
-    return cnn_twin, dict(convs=convs, fc=fc, in_shape=_SHAPES[dataset], activation="leaky4", dataset=dataset)
+    return cnn_twin, dict(convs=convs, fc=fc, in_shape=dataset_info(dataset).shape, activation="leaky4", dataset=dataset)
 
 
 # integer model name -> (builder, kwargs): the architecture of each integer model, in float32. PocketNN nets
@@ -142,7 +136,7 @@ def _register_twins() -> None:
 
         register_model(
             f"{name}_float", kind="float", twin_of=name, dataset=spec["dataset"],
-            input_shape=spec.get("in_shape", _SHAPES[spec["dataset"]]), num_classes=10,
+            input_shape=spec.get("in_shape", dataset_info(spec["dataset"]).shape), num_classes=10,
         )(factory)
 
 

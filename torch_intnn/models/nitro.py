@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from torch_intnn.data import dataset_info
 from torch_intnn.models._registry import register_model
 from torch_intnn.nn.nitro import IntDropout
 from torch_intnn.nn.nitro_blocks import NitroConvBlock, NitroHead, NitroLinearBlock, _NitroBlock
@@ -28,8 +29,6 @@ from torch_intnn.nn.pool import IntFlatten
 
 __all__ = ["NitroNet", "build_nitro_mlp", "build_nitro_cnn", "VGG8B", "VGG11B", "SMALL_CNN"]
 
-#: (input shape, crop padding, horizontal flip) of the paper's augmentation per dataset (nitro_d.md sec. 7).
-DATASETS = {"mnist": ((1, 28, 28), 2, False), "fmnist": ((1, 28, 28), 2, True), "cifar10": ((3, 32, 32), 4, True)}
 
 #: Conv layouts: ints are 3x3 conv blocks with that many filters, "P" a 2x2 max-pool (LES 1x width).
 VGG8B = (128, 256, "P", 256, 512, "P", 512, "P", 512, "P")
@@ -89,15 +88,15 @@ class NitroNet(nn.Module):
 
 
 def _augment(dataset: str, augment: bool) -> IntRandomCropFlip:
-    _, pad, flip = DATASETS[dataset]
-    return IntRandomCropFlip(pad, flip) if augment else IntRandomCropFlip(0, False)
+    info = dataset_info(dataset)
+    return IntRandomCropFlip(info.crop_padding, info.flip) if augment else IntRandomCropFlip(0, False)
 
 
 def build_nitro_mlp(dataset: str, hidden: Sequence[int], *, seed: int = 0, dropout_pct: int = 0,
                     augment: bool = False, ensemble: bool = False, num_classes: int = 10, k: int = 4) -> NitroNet:
     """An MLP of local-loss blocks ``hidden`` with a dropout after every block (nitro_d.md secs. 7-8)."""
     gen = torch.Generator().manual_seed(seed)
-    shape = DATASETS[dataset][0]
+    shape = dataset_info(dataset).shape
     n_in, bits, stages = shape[0] * shape[1] * shape[2], 8, []
     for width in hidden:
         stages.append(NitroLinearBlock(n_in, width, num_classes, input_bits=bits, k=k, generator=gen))
@@ -120,7 +119,7 @@ def build_nitro_cnn(dataset: str, layout: Sequence[int | str], fc: Sequence[int]
     one after every FC block (nitro_d.md sec. 7). The FC blocks' heads use d = their width.
     """
     gen = torch.Generator().manual_seed(seed)
-    c, h, w = DATASETS[dataset][0]
+    c, h, w = dataset_info(dataset).shape
     last_pool = max((i for i, v in enumerate(layout) if v == "P"), default=None)
     stages: list[nn.Module] = []
     bits = 8
@@ -144,7 +143,7 @@ def build_nitro_cnn(dataset: str, layout: Sequence[int | str], fc: Sequence[int]
             stages.append(IntDropout(dropout_pct, in_max=_RELU_MAX))
             bits = stages[-1].out_bits
     output = NitroHead((n_in,), num_classes, input_bits=bits, generator=gen)
-    return NitroNet(_augment(dataset, augment), NitroStandardize(DATASETS[dataset][0][0]), stages, output, ensemble)
+    return NitroNet(_augment(dataset, augment), NitroStandardize(dataset_info(dataset).shape[0]), stages, output, ensemble)
 
 
 def _div(widths: Sequence, width_div: int) -> list:
@@ -165,7 +164,7 @@ def _register(name: str, dataset: str, paper: str, build, **defaults) -> None:
 
     factory.__name__ = name
     factory.__doc__ = f"{paper} on {dataset}; defaults {defaults} (nitro_d.md sec. 8)."
-    register_model(name, kind="integer", rule="nitro", dataset=dataset, input_shape=DATASETS[dataset][0],
+    register_model(name, kind="integer", rule="nitro", dataset=dataset, input_shape=dataset_info(dataset).shape,
                    num_classes=10, paper=paper)(factory)
 
 

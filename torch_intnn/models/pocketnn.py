@@ -26,6 +26,7 @@ import math
 import torch
 from torch import nn
 
+from torch_intnn.data import dataset_info
 from torch_intnn.models._registry import register_model
 from torch_intnn.nn.activations import PocketRescale, PocketTanh
 from torch_intnn.nn.init import uniform_int_
@@ -190,16 +191,16 @@ def _log2(v: int) -> int:
     return v.bit_length() - 1
 
 
-_INFO = dict(kind="integer", rule="dfa", input_shape=(1, 28, 28), num_classes=10)
+_INFO = dict(kind="integer", rule="dfa", num_classes=10)
 
 
-@register_model("pocketnn_mlp_mnist", dataset="mnist", **_INFO)
+@register_model("pocketnn_mlp_mnist", dataset="mnist", input_shape=dataset_info("mnist").shape, **_INFO)
 def pocketnn_mlp_mnist(seed: int = 0, variant: str = "improved", **kwargs) -> PocketMLP:
     """PocketNN's MNIST MLP 784-100-50-10 (84,060 parameters); see :class:`PocketMLP` for ``variant`` and options."""
     return PocketMLP((784, 100, 50, 10), variant=variant, seed=seed, **kwargs)
 
 
-@register_model("pocketnn_mlp_fmnist", dataset="fmnist", **_INFO)
+@register_model("pocketnn_mlp_fmnist", dataset="fmnist", input_shape=dataset_info("fmnist").shape, **_INFO)
 def pocketnn_mlp_fmnist(seed: int = 0, variant: str = "improved", **kwargs) -> PocketMLP:
     """PocketNN's Fashion-MNIST MLP 784-200-100-50-10 (182,660 parameters); see :class:`PocketMLP`."""
     return PocketMLP((784, 200, 100, 50, 10), variant=variant, seed=seed, **kwargs)
