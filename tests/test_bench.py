@@ -3,6 +3,7 @@
 import json
 
 from torch_intnn.bench import kernels, train
+from torch_intnn.recipes import find_recipe
 
 
 def test_bench_kernels_json_reports_every_path_exact(capsys):
@@ -15,7 +16,7 @@ def test_bench_kernels_json_reports_every_path_exact(capsys):
 
 
 def test_bench_train_json_compares_integer_and_float_steps(capsys):
-    recipe = str(train.RECIPE_DIR / "mnist_pocketnn_dfa.yaml")
+    recipe = str(find_recipe("mnist_pocketnn_dfa"))
     assert train.main(["--json", "--eager", "--steps", "2", "--rounds", "1", "--recipes", recipe]) == 0
     (result,) = json.loads(capsys.readouterr().out)["results"]
     assert result["recipe"] == "mnist_pocketnn_dfa" and result["batch_size"] == 100 and not result["compiled"]

@@ -1,12 +1,4 @@
-"""The ``intnn`` command (also ``python -m torch_intnn``).
-
-    intnn fit --config recipes/mnist_pocketnn_dfa.yaml      train, then test final and best-on-validation weights
-    intnn test --config RECIPE --ckpt_path CKPT             evaluate a checkpoint on the test set
-    intnn compare RECIPE [RECIPE ...] [--seeds S ...] [--out DIR] [-- FIT ARGS]
-                                                            train integer and float runs, write a table and a plot
-    intnn bench kernels [--json]                            integer kernel throughput next to float32
-    intnn models                                            list registered models
-"""
+"""The ``intnn`` command (also ``python -m torch_intnn``); ``intnn --help`` prints :data:`USAGE`."""
 
 from __future__ import annotations
 
@@ -14,7 +6,28 @@ import ctypes
 import os
 import sys
 
-__all__ = ["GEMM_ENV", "main"]
+__all__ = ["GEMM_ENV", "USAGE", "main"]
+
+USAGE = """\
+usage: intnn COMMAND [ARGS]   (intnn COMMAND --help for a command's options)
+
+Integer-only training of neural networks in PyTorch and Lightning.
+
+commands:
+  fit --config RECIPE        train a recipe (a file, or a name from `intnn recipes`), then test the final and the
+                             best-on-validation weights; `--ckpt_path RUN/checkpoints/last.ckpt` resumes a run
+  validate --config RECIPE --ckpt_path CKPT
+                             evaluate a checkpoint on the validation split
+  test --config RECIPE --ckpt_path CKPT
+                             evaluate a checkpoint on the test set
+  compare RECIPE [RECIPE ...] [--seeds S ...] [--out DIR] [--reuse] [-- FIT ARGS]
+                             train integer and float runs per seed, write a table, a plot and one TensorBoard folder
+  bench kernels | train      integer kernel / training-step throughput next to float32, the CPU named
+  models                     list the registered models
+  recipes                    list the recipes (usable by name with --config)
+
+environment: TORCH_INTNN_DATA (data root; or --data.root), TORCH_INTNN_GEMM (int_mm | int32 | plain | auto)
+"""
 
 GEMM_ENV = "TORCH_INTNN_GEMM"  # the one environment variable the command reads besides the data root's
 
@@ -62,6 +75,15 @@ def main(argv: list[str] | None = None) -> None:
     keep_freed_memory()
     gemm_from_environment()
     command = argv[0] if argv else ""
+    if command in ("", "-h", "--help", "help"):
+        print(USAGE, end="")
+        return
+    if command == "recipes":
+        from torch_intnn.recipes import list_recipes, summary
+
+        for name, path in list_recipes().items():
+            print(f"{name:34s} {summary(path)}")
+        return
     if command == "bench":
         from torch_intnn.bench import main as bench_main
 

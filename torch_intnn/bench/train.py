@@ -29,10 +29,10 @@ import torch
 
 from torch_intnn.data import DATASET_INFO, dataset_info
 from torch_intnn.learning import rule_name
+from torch_intnn.recipes import find_recipe
 
 __all__ = ["main", "DEFAULT_RECIPES"]
 
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "recipes"
 DEFAULT_RECIPES = ["mnist_pocketnn_dfa.yaml", "fmnist_pocketnn_dfa.yaml", "mnist_nitro_mlp.yaml",
                    "cifar10_nitro_small.yaml"]
 _GEMM = {"aten::_int_mm", "aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"}
@@ -178,7 +178,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    recipes = args.recipes or [RECIPE_DIR / r for r in DEFAULT_RECIPES if (RECIPE_DIR / r).exists()]
+    recipes = args.recipes or [p for p in map(find_recipe, DEFAULT_RECIPES) if p is not None]
     results = []
     for path in recipes:
         print(f"benchmarking {Path(path).stem} ...", file=sys.stderr, flush=True)

@@ -222,7 +222,10 @@ def run(args: list[str] | None = None) -> None:
 
     if args is not None:  # LightningCLI warns when it is given args while sys.argv holds others (intnn compare)
         sys.argv = sys.argv[:1]
-    args = _with_run_config(list(sys.argv[1:] if args is None else args))
+    args = _with_run_config(_with_recipe_paths(list(sys.argv[1:] if args is None else args)))
+    if args and args[0] == "test" and not any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in args):
+        raise SystemExit("intnn test: give the checkpoint to evaluate with --ckpt_path (a run's "
+                         "checkpoints/best-*.ckpt or last.ckpt); without one it would test untrained weights")
     IntnnCLI(
         LightningModule,
         LightningDataModule,
@@ -239,6 +242,21 @@ def run(args: list[str] | None = None) -> None:
         parser_class=IntnnArgumentParser,
         args=args,
     )
+
+
+def _with_recipe_paths(args: list[str]) -> list[str]:
+    """``--config NAME``: the recipe of that name (:func:`torch_intnn.recipes.find_recipe`) when NAME is no file."""
+    from torch_intnn.recipes import find_recipe, list_recipes
+
+    out = list(args)
+    for i, a in enumerate(out[:-1]):
+        if a in ("--config", "-c") and not Path(out[i + 1]).is_file():
+            found = find_recipe(out[i + 1])
+            if found is None:
+                raise SystemExit(f"intnn: no recipe file or recipe named '{out[i + 1]}'; `intnn recipes` lists "
+                                 f"{len(list_recipes())} recipes")
+            out[i + 1] = str(found)
+    return out
 
 
 def _with_run_config(args: list[str]) -> list[str]:
