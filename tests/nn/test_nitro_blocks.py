@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from torch_intnn.audit import IntegerOnly
 from torch_intnn.nn import NitroConvBlock, NitroLinearBlock
 from torch_intnn.nn.nitro_blocks import pool_to_d
-from torch_intnn.nn.nitro_pool import NitroMaxPool2d, max_pool_nhwc
 from torch_intnn.ops import max_pool2d, max_unpool2d
 
 I64 = torch.int64
@@ -24,25 +23,6 @@ def trunc(a: torch.Tensor, b: int) -> torch.Tensor:
 ])
 def test_pool_to_d_reproduces_the_papers_table(shape, kernel):
     assert pool_to_d(*shape, 4096) == kernel  # nitro_d.md sec. 4
-
-
-@pytest.mark.parametrize("kernel,ceil", [((2, 2), False), ((4, 2), True), ((2, 1), True), ((3, 3), True),
-                                         ((3, 3), False), ((1, 1), False)])
-def test_nhwc_max_pool_matches_ops_with_ties(kernel, ceil):
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(-2, 3, (3, 5, 7, 9), generator=g, dtype=torch.int8)  # many ties
-    for xin in (x, x.contiguous(memory_format=torch.channels_last)):
-        with IntegerOnly():
-            values, pos = max_pool_nhwc(xin, kernel, ceil_mode=ceil, return_positions=True)
-        ref, idx = max_pool2d(x, kernel, ceil_mode=ceil, return_indices=True)
-        assert torch.equal(values, ref)
-        kh, kw = kernel
-        n, c, ho, wo = ref.shape
-        row = torch.arange(ho).view(1, 1, ho, 1) * kh + idx // kw
-        col = torch.arange(wo).view(1, 1, 1, wo) * kw + idx % kw
-        expected = ((torch.arange(n).view(n, 1, 1, 1) * 7 + row) * 9 + col) * 5 + torch.arange(c).view(1, c, 1, 1)
-        assert torch.equal(pos, expected)
-    assert torch.equal(NitroMaxPool2d(2)(x), max_pool2d(x, 2))
 
 
 def _conv_ref(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -145,3 +145,25 @@ def test_bad_input():
         avg_pool2d(x, 2, rounding="nearest")
     with pytest.raises(TypeError, match="torch.float32"):
         max_unpool2d(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2, dtype=torch.int64), 2, (4, 4))
+
+
+@pytest.mark.parametrize("kernel,ceil", [((2, 2), False), ((4, 2), True), ((2, 1), True), ((3, 3), True),
+                                         ((3, 3), False), ((1, 1), False)])
+def test_max_pool_positions_and_channels_last_input(kernel, ceil):
+    """Many ties; the same result from NCHW and channels_last memory; positions are offsets in NHWC memory."""
+    from torch_intnn.audit import IntegerOnly
+
+    x = rand((3, 5, 7, 9), -2, 2, torch.int8, seed=0)
+    ref, ref_idx = max_pool_ref(x, *kernel, ceil)
+    for xin in (x, x.contiguous(memory_format=torch.channels_last)):
+        with IntegerOnly():
+            values, idx, pos = max_pool2d(xin, kernel, ceil_mode=ceil, return_indices=True, return_positions=True)
+        assert torch.equal(values, ref) and torch.equal(idx, ref_idx)
+        if xin.is_contiguous(memory_format=torch.channels_last):
+            assert values.is_contiguous(memory_format=torch.channels_last)
+        kh, kw = kernel
+        n, c, ho, wo = ref.shape
+        row = torch.arange(ho).view(1, 1, ho, 1) * kh + ref_idx // kw
+        col = torch.arange(wo).view(1, 1, 1, wo) * kw + ref_idx % kw
+        expected = ((torch.arange(n).view(n, 1, 1, 1) * 7 + row) * 9 + col) * 5 + torch.arange(c).view(1, c, 1, 1)
+        assert torch.equal(pos, expected)

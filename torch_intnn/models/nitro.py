@@ -24,8 +24,7 @@ from torch_intnn.models._registry import register_model
 from torch_intnn.nn.nitro import IntDropout
 from torch_intnn.nn.nitro_blocks import NitroConvBlock, NitroHead, NitroLinearBlock, _NitroBlock
 from torch_intnn.nn.nitro_input import IntRandomCropFlip, NitroStandardize
-from torch_intnn.nn.nitro_pool import NitroMaxPool2d
-from torch_intnn.nn.pool import IntFlatten
+from torch_intnn.nn.pool import IntFlatten, IntMaxPool2d
 
 __all__ = ["NitroNet", "build_nitro_mlp", "build_nitro_cnn", "VGG8B", "VGG11B", "SMALL_CNN"]
 
@@ -128,7 +127,7 @@ def build_nitro_cnn(dataset: str, layout: Sequence[int | str], fc: Sequence[int]
             stages.append(IntDropout(dropout_pct, in_max=_RELU_MAX))
             bits = stages[-1].out_bits
         if v == "P":
-            stages.append(NitroMaxPool2d(2))
+            stages.append(IntMaxPool2d(2))
             h, w = h // 2, w // 2
         else:
             stages.append(NitroConvBlock(c, int(v), (h, w), num_classes, d_max=d_max, input_bits=bits, k=k,

@@ -20,10 +20,10 @@ from torch import nn
 from torch_intnn.nn.conv import IntConv2d
 from torch_intnn.nn.linear import IntLinear
 from torch_intnn.nn.nitro import NitroReLU, NitroScaling
-from torch_intnn.nn.nitro_pool import max_pool_nhwc
 from torch_intnn.ops import conv as conv_ops
 from torch_intnn.ops._checks import memory_order
 from torch_intnn.ops.backend import Backend
+from torch_intnn.ops.pool import max_pool2d
 from torch_intnn.ops.matmul import int_matmul
 
 __all__ = ["pool_to_d", "value_bits", "NitroHead", "NitroLinearBlock", "NitroConvBlock"]
@@ -112,10 +112,10 @@ class NitroHead(nn.Module):
         where = None
         if self.pools:
             if self.training:
-                p, where = max_pool_nhwc(h, self.kernel, ceil_mode=True, return_positions=True)
+                p, where = max_pool2d(h, self.kernel, ceil_mode=True, return_positions=True)
                 where = where.reshape(where.shape[0], -1)
             else:
-                p = max_pool_nhwc(h, self.kernel, ceil_mode=True)
+                p = max_pool2d(h, self.kernel, ceil_mode=True)
         else:
             p = h
         p = p.reshape(p.shape[0], -1)  # (N, d), features in (C, H_out, W_out) order

@@ -12,7 +12,9 @@ __all__ = ["IntMaxPool2d", "IntAvgPool2d", "IntFlatten"]
 
 
 class IntMaxPool2d(nn.Module):
-    """Non-overlapping max pooling (stride = kernel) on integer maps: (N, C, H, W) -> (N, C, H/k, W/k)."""
+    """Non-overlapping max pooling (stride = kernel, trailing rows and columns dropped) on integer maps:
+    (N, C, H, W) -> (N, C, H // k, W // k), in ``channels_last`` memory for a ``channels_last`` input (what
+    NITRO-D's convolutions produce and their im2col reads without a copy); :func:`torch_intnn.ops.max_pool2d`."""
 
     def __init__(self, kernel_size: int = 2) -> None:
         super().__init__()
@@ -22,7 +24,7 @@ class IntMaxPool2d(nn.Module):
         return pool_ops.max_pool2d(x, self.kernel_size)
 
     def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, exact"
+        return f"kernel_size={self.kernel_size}, exact, channels_last"
 
 
 class IntAvgPool2d(nn.Module):
