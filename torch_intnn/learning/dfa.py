@@ -67,6 +67,7 @@ from torch_intnn.learning.schedule import cosine_divisor
 from torch_intnn.learning.sgd import IntegerSGD
 from torch_intnn.nn.init import uniform_nonzero_int_
 from torch_intnn.ops._checks import check_int_arg
+from torch_intnn.ops.augment import crop_flip
 from torch_intnn.ops.matmul import int_matmul
 from torch_intnn.ops.rounding import div_floor, div_trunc, shift_round
 
@@ -332,14 +333,7 @@ class DFA(LearningRule):
 
     def _apply_augment(self, x: torch.Tensor, off: torch.Tensor, flip: torch.Tensor | None) -> torch.Tensor:
         """Translate image i by ``off[:, i] - s`` pixels with zero fill, and mirror it left-right where ``flip``."""
-        s = self.augment_shift
-        n, c, h, w = x.shape
-        # every shifted window is a view of the padded batch, (N, C, 2s+1, 2s+1, H, W); pick one per image
-        windows = nn.functional.pad(x, (s, s, s, s)).unfold(2, h, 1).unfold(3, w, 1)
-        out = windows[torch.arange(n, device=x.device), :, off[0].to(x.device), off[1].to(x.device)]
-        if flip is not None:
-            out = torch.where(flip.to(x.device), out.flip(3), out)
-        return out
+        return crop_flip(x, self.augment_shift, off[0], off[1], flip)
 
     def extra_repr(self) -> str:
         if self.faithful:

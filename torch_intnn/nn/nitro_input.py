@@ -7,11 +7,11 @@ registered integer model (nitro_d.md sec. 7).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from torch_intnn.nn._draws import randint
 from torch_intnn.ops._checks import check_integer, check_rank
+from torch_intnn.ops.augment import crop_flip
 from torch_intnn.ops.rounding import div_trunc, saturate
 
 __all__ = ["IntRandomCropFlip", "NitroStandardize"]
@@ -45,19 +45,11 @@ class IntRandomCropFlip(nn.Module):
             return x
         if generator is None:
             raise ValueError("IntRandomCropFlip in training mode needs generator= (the learning rule passes one)")
-        n, c, h, w = x.shape
-        p = self.pad
+        n, p = x.shape[0], self.pad
         dy = randint(0, 2 * p + 1, (n, 1), generator)
         dx = randint(0, 2 * p + 1, (n, 1), generator)
-        cols = dx + torch.arange(w, device=x.device)  # (N, W): source column in the padded image
-        if self.flip:
-            flip = randint(0, 2, (n, 1), generator).bool()
-            cols = torch.where(flip, cols.flip(1), cols)
-        rows = dy + torch.arange(h, device=x.device)  # (N, H)
-        xp = F.pad(x, (p, p, p, p)) if p else x
-        idx_n = torch.arange(n, device=x.device).view(n, 1, 1, 1)
-        idx_c = torch.arange(c, device=x.device).view(1, c, 1, 1)
-        return xp[idx_n, idx_c, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+        flip = randint(0, 2, (n, 1), generator).bool() if self.flip else None
+        return crop_flip(x, p, dy, dx, flip)
 
     def extra_repr(self) -> str:
         return f"per image: random crop pad={self.pad} (zero padding), flip={self.flip}; train mode only"
