@@ -62,7 +62,7 @@ class IntegerClassifier(pl.LightningModule):
         self,
         model: str,
         model_args: dict | None = None,
-        rule: RuleFactory | str = "dfa",
+        rule: str | RuleFactory = "dfa",  # str first: a name is never read as an importable object
         rule_args: dict | None = None,
         seed: int | None = None,
         histogram_every_n_epochs: int = 1,
