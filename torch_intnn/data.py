@@ -118,7 +118,7 @@ def _torchvision_class(name: str):
     return getattr(tvd, dataset_info(name).torchvision)
 
 
-_verified: dict[tuple, None] = {}  # (path, size, mtime) of files whose MD5 matched in this process
+_verified: set[tuple] = set()  # (path, size, mtime) of files whose MD5 matched in this process
 
 
 def split_files(name: str, train: bool) -> list[str]:
@@ -151,7 +151,7 @@ def verify_files(name: str, root: Path, files: list[str]) -> None:
                 f"{published[rel][1]}. Replace it with the torchvision file (for example, delete it and let "
                 f"torchvision download it again)."
             )
-        _verified[key] = None
+        _verified.add(key)
 
 
 def load_split(name: str, root: str | os.PathLike | None = None, train: bool = True, download: bool = True):

@@ -157,13 +157,9 @@ class IntnnCLI(LightningCLI):
                 "recipe it was trained with, or leave out --config to use its run folder's config.yaml"
             )
 
-    def before_fit(self) -> None:
-        self._fit_started = time.perf_counter()
-
     def after_fit(self) -> None:
         trainer, model, dm = self.trainer, self.model, self.datamodule
-        clock = next((c for c in trainer.callbacks if isinstance(c, FitClock)), None)
-        fit_seconds = clock.elapsed() if clock is not None else time.perf_counter() - self._fit_started
+        fit_seconds = next(c for c in trainer.callbacks if isinstance(c, FitClock)).elapsed()  # the parser adds it
         results = {
             "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
