@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from torch_intnn.nn._draws import counter_generator
 from torch_intnn.ops._checks import error_summary
 
 __all__ = [
@@ -270,8 +271,7 @@ class BatchLoader:
         """The sample order of ``epoch``: a permutation drawn from ``(seed, epoch)`` (identity without shuffle)."""
         if not self.shuffle:
             return torch.arange(len(self.images))
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self.images), generator=gen)
+        return torch.randperm(len(self.images), generator=counter_generator(self.seed, epoch))
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration serve ``epoch``'s order (from its start, unless resuming inside it)."""

@@ -12,6 +12,7 @@ from torch_intnn.models import create_model
 from torch_intnn.models.pocketnn import PocketMLP
 
 MODELS = ["pocketnn_mlp_mnist", "pocketnn_mlp_fmnist"]
+RULE = {"faithful": "dfa_faithful", "improved": "dfa"}  # the rule for each model variant
 
 
 def _batch(n=8, seed=0):
@@ -23,7 +24,7 @@ def _setup(name, mode, seed=0, **rule_args):
     model = create_model(name, variant=mode, seed=seed)
     x, y = _batch()
     model.fit_input(x)
-    rule = create_rule("dfa", model, mode=mode, seed=seed, **rule_args)
+    rule = create_rule(RULE[mode], model, seed=seed, **rule_args)
     return model, rule, rule.configure_optimizer(), x, y
 
 
@@ -62,28 +63,30 @@ def test_same_seed_is_bit_identical_other_seed_differs(mode, rule_args):
 @pytest.mark.parametrize("name, bounds", [("pocketnn_mlp_mnist", [21, 51]), ("pocketnn_mlp_fmnist", [19, 36, 51])])
 def test_feedback_matrices_are_seeded_buffers_in_state_dict(name, bounds):
     model = create_model(name, variant="faithful")
-    rule = create_rule("dfa", model, mode="faithful", seed=7)
+    rule = create_rule("dfa_faithful", model, seed=7)
     state = rule.state_dict()
     sizes = [lin.out_features for lin in model.linears[:-1]]
     for k, (r, n) in enumerate(zip(bounds, sizes)):  # r_k = isqrt(393204 // (n_{k-1} + n_k)), pocketnn.md sec. 4.1
         fb = state[f"feedback_{k}"]
         assert fb.shape == (10, n) and fb.dtype == torch.int32
         assert int(fb.abs().max()) == r and int((fb == 0).sum()) == 0
-    again = create_rule("dfa", create_model(name, variant="faithful"), mode="faithful", seed=7)
+    again = create_rule("dfa_faithful", create_model(name, variant="faithful"), seed=7)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in state.items())
     improved = create_rule("dfa", create_model(name), seed=7)
     assert all(int(improved.feedback(k).abs().max()) == 8 for k in range(len(bounds)))
 
 
-def test_mode_must_match_the_model_variant_and_faithful_takes_no_improvements():
-    with pytest.raises(ValueError, match="variant"):
-        create_rule("dfa", create_model("pocketnn_mlp_mnist", variant="faithful"), mode="improved")
-    with pytest.raises(ValueError, match="augment_shift"):
-        create_rule("dfa", create_model("pocketnn_mlp_mnist", variant="faithful"), mode="faithful", augment_shift=1)
+def test_each_rule_needs_its_model_variant_and_faithful_takes_no_improvements():
+    with pytest.raises(ValueError, match="DFA needs a model built with variant='improved'"):
+        create_rule("dfa", create_model("pocketnn_mlp_mnist", variant="faithful"))
+    with pytest.raises(ValueError, match="FaithfulDFA needs a model built with variant='faithful'"):
+        create_rule("dfa_faithful", create_model("pocketnn_mlp_mnist"))
+    with pytest.raises(TypeError, match="augment_shift"):
+        create_rule("dfa_faithful", create_model("pocketnn_mlp_mnist", variant="faithful"), augment_shift=1)
 
 
 def test_learning_rate_schedules():
-    faithful = create_rule("dfa", create_model("pocketnn_mlp_mnist", variant="faithful"), mode="faithful")
+    faithful = create_rule("dfa_faithful", create_model("pocketnn_mlp_mnist", variant="faithful"))
     assert [faithful.lr_inv_at(e) for e in (0, 8, 9, 18, 19)] == [1000, 1000, 2000, 2000, 4000]  # epochs 10, 20
     improved = create_rule("dfa", create_model("pocketnn_mlp_mnist"), lr_inv=256, lr_milestones=[3, 5])
     opt = improved.configure_optimizer()
@@ -126,7 +129,7 @@ def test_faithful_update_matches_a_python_int_reference():
         lin.bias.copy_(torch.randint(-900, 901, lin.bias.shape, generator=g))
     x = torch.randint(0, 256, (5, 1, 2, 3), generator=g, dtype=torch.uint8)
     y = torch.tensor([3, 0, 9, 3, 7])
-    rule = create_rule("dfa", model, mode="faithful", seed=11, lr_inv=7)
+    rule = create_rule("dfa_faithful", model, seed=11, lr_inv=7)
     opt = rule.configure_optimizer()
     W = [lin.weight.tolist() for lin in model.linears]
     b = [lin.bias.tolist() for lin in model.linears]
@@ -171,14 +174,14 @@ def test_improved_softmax_error_matches_float_softmax():
     rule = create_rule("dfa", model)
     scores = torch.tensor([[0, 16, 32, -40, 5, 0, 0, 0, 0, 300], [7] * 10], dtype=torch.int16)
     y = torch.tensor([2, 4])
-    e, loss = rule._softmax_error(scores, y)
+    e, loss = rule._error(scores, y)
     p = torch.softmax(scores.double() / 16, 1)  # logits are 16 per nat
     ref = (p - torch.nn.functional.one_hot(y, 10)) * E_ONE
     assert (e.double() - ref).abs().max() <= 1.0
     nll = -torch.log(p[torch.arange(2), y]) * 16
     assert abs(int(loss) - float(nll.sum())) <= 2
     smooth = create_rule("dfa", model, label_smoothing=10)  # targets 10/1024 per class, 934/1024 on the true one
-    e_smooth, _ = smooth._softmax_error(scores, y)
+    e_smooth, _ = smooth._error(scores, y)
     assert torch.equal(e_smooth, e - 10 + 100 * torch.nn.functional.one_hot(y, 10))
 
 
@@ -187,7 +190,7 @@ def test_augmentation_translates_by_at_most_the_shift():
     rule = create_rule("dfa", model, augment_shift=1)
     x = torch.zeros(50, 1, 28, 28, dtype=torch.uint8)
     x[:, 0, 10, 20] = 200
-    out = rule._apply_augment(x, *rule._draw_augment(len(x)))
+    out = rule._augment(x, rule._draw_augment(len(x)))
     pos = out.view(50, -1).argmax(1)
     dy, dx = pos // 28 - 10, pos % 28 - 20
     assert torch.equal(out.view(50, -1).sum(1), torch.full((50,), 200))

@@ -262,3 +262,19 @@ def test_a_checkpoint_of_a_module_built_from_a_rule_factory_loads_safely(fake_ro
     trainer.fit(module, MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200))
     trainer.save_checkpoint(tmp_path / "f.ckpt")
     assert load_checkpoint(tmp_path / "f.ckpt")["hyper_parameters"]["rule"]["init_args"] == {"lr_inv": 2**14}
+
+
+def test_the_rules_early_stopping_ends_the_fit(fake_root, tmp_path):
+    """NitroRule's own stopping rule (the paper's, on validation counts) stops the trainer: with a 100 pp
+    min_delta only the first tracked epoch improves, so one stalled epoch (patience 1) ends the fit after
+    epoch 1 of 5; with stop_patience=0 the fit runs all 5."""
+    def fit(stop_patience):
+        rule_args = {"stop_patience": stop_patience, "stop_start": 0, "min_delta_bp": 10_000}
+        model = IntegerClassifier("nitro_mlp1", rule="nitro", rule_args=rule_args)
+        dm = MNISTDataModule(root=str(fake_root), batch_size=50, val_size=100)
+        trainer = _trainer(tmp_path / str(stop_patience), max_epochs=5, limit_train_batches=2)
+        trainer.fit(model, dm)
+        return trainer.current_epoch, model.rule.should_stop
+
+    assert fit(1) == (2, True)
+    assert fit(0) == (5, False)

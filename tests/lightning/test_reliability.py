@@ -233,7 +233,7 @@ def test_a_checkpoint_without_digest_is_refused(fake_root, tmp_path):
     ("nitro", {"lr_inv": 0}, "lr_inv must be an int >= 1"),
     ("nitro", {"target": 500}, r"target must be an int in \[1, 127\]"),
     ("nitro", {"fwd_decay_inv": -1}, "fwd_decay_inv"),
-    ("nitro", {"stop_patience": 0}, "stop_patience"),
+    ("nitro", {"stop_patience": -1}, r"stop_patience \(0 = off\).*>= 0"),
     ("nitro", {"rounding": "nearest"}, "rounding"),
 ])
 def test_rule_arguments_out_of_range_are_refused_at_construction(rule, args, match):

@@ -28,9 +28,8 @@ class ToyRule(LearningRule):
     """z = W x; e = saturate(z / 2**10) - 32 * onehot; G = e^T x."""
 
     def __init__(self, model, seed: int = 0, lr_inv: int = 2**15, z_div: int = 2**14) -> None:
-        super().__init__(model)
-        self.lr_inv, self.z_div = lr_inv, z_div
-        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
+        super().__init__(model, seed, lr_inv)
+        self.z_div = z_div
 
     def configure_optimizer(self):
         fc = self.model.fc

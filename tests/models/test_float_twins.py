@@ -91,3 +91,32 @@ def test_ema_averages_the_weights_after_each_step_and_serves_evaluation():
     assert not torch.equal(module(x), module.net(x))
     with pytest.raises(ValueError, match="ema"):
         FloatClassifier("pocketnn_mlp_mnist_float", ema=1.0)
+
+
+def _weight_shapes(net: torch.nn.Module) -> list[tuple]:
+    """Shapes of the forward weights in order: the integer model's layers (no learning heads) or the twin's."""
+    if hasattr(net, "linears"):  # PocketMLP
+        return [tuple(lin.weight.shape) for lin in net.linears]
+    if hasattr(net, "output") and hasattr(net.output, "linear"):  # NitroNet
+        return [tuple(b.layer.weight.shape) for b in net.blocks] + [tuple(net.output.linear.weight.shape)]
+    return [tuple(m.weight.shape) for m in net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+
+
+@pytest.mark.parametrize("name", [m for m in INTEGER if "vgg11b" not in m and "mlp4" not in m])
+def test_the_twin_is_built_from_the_integer_models_layout(name):
+    from torch_intnn.models import create_model
+
+    assert _weight_shapes(create_model(f"{name}_float")) == _weight_shapes(create_model(name))
+
+
+@pytest.mark.parametrize("name", INTEGER)
+def test_every_integer_model_is_a_named_factory_citing_its_paper(name):
+    """``grep "def nitro_vgg8b"`` finds the model: the registered factory is a module-level function of that name."""
+    import torch_intnn.models.nitro as nitro
+    import torch_intnn.models.pocketnn as pocketnn
+    from torch_intnn.models import _registry
+
+    module = nitro if name.startswith("nitro_") else pocketnn
+    factory = getattr(module, name)
+    assert _registry._MODELS[name] is factory and factory.__name__ == name
+    assert ("nitro_d.md" if module is nitro else "PocketNN") in factory.__doc__

@@ -1,7 +1,7 @@
 """What a learning rule is: the object that replaces ``loss.backward()`` for an integer model.
 
     model = create_model("pocketnn_mlp_mnist", seed=0)
-    rule = create_rule("dfa", model, mode="improved", seed=0)   # feedback matrices etc. are buffers of `rule`
+    rule = create_rule("dfa", model, seed=0)                    # feedback matrices etc. are buffers of `rule`
     opt = rule.configure_optimizer()                            # an IntegerSGD over the model's buffers
     for x, y in loader:                                         # x: raw uint8 images (N, C, H, W), y: int64 labels
         stats = rule.step(x, y, opt)                            # forward in training mode + integer gradients
@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from torch_intnn.learning.sgd import IntegerSGD, apply_update
-from torch_intnn.ops._checks import check_integer
+from torch_intnn.nn._draws import counter_generator
+from torch_intnn.ops._checks import check_int_arg, check_integer
 
 __all__ = ["LearningRule", "RuleFactory", "build_rule", "check_batch", "register_rule", "create_rule", "list_rules",
            "rule_config", "rule_name"]
@@ -57,12 +58,46 @@ class LearningRule(nn.Module):
 
     The model is held by reference, not as a submodule, so ``rule.state_dict()`` holds only the rule's own
     state and ``model.state_dict()`` only the model's.
+
+    What every rule shares:
+
+    * ``seed`` and the ``steps`` buffer (int64, saved): :meth:`step_generator` seeds each step's randomness from
+      the pair (:func:`~torch_intnn.nn._draws.counter_generator`), and the rule's :meth:`prepare` advances it;
+    * the learning-rate schedule: :meth:`lr_inv_at` gives an epoch's divisor from the initial ``lr_inv``
+      (``lr_milestones`` counted by :meth:`milestones_passed`), and :meth:`apply_schedule` writes it into every
+      param group, at each epoch start and whenever the rule's schedule state changes. Recomputed, never
+      accumulated, so a resumed run (even one resumed mid-epoch) gets the same divisor.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    lr_milestones: tuple[int, ...] = ()
+
+    def __init__(self, model: nn.Module, seed: int = 0, lr_inv: int = 512) -> None:
         super().__init__()
+        name = type(self).__name__
+        check_int_arg(f"{name} seed", seed)
+        check_int_arg(f"{name} lr_inv", lr_inv, 1)
         object.__setattr__(self, "_model", model)
         self._compiled: Callable | None = None
+        self.seed, self.lr_inv = seed, lr_inv
+        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))  # seeds each step's randomness
+
+    def step_generator(self) -> torch.Generator:
+        """The generator of this step's randomness (augmentation, dropout), from (seed, step counter) alone."""
+        return counter_generator(self.seed, int(self.steps))
+
+    def milestones_passed(self, epoch: int) -> int:
+        """How many of ``lr_milestones`` (epochs counted from 0) are at or before ``epoch``."""
+        return sum(1 for m in self.lr_milestones if m <= epoch)
+
+    def lr_inv_at(self, epoch: int) -> int:
+        """The learning-rate divisor of ``epoch`` (from 0). Default: the initial ``lr_inv``, constant."""
+        return self.lr_inv
+
+    def apply_schedule(self, epoch: int, optimizer: IntegerSGD) -> None:
+        """Set every param group's ``lr_inv`` to :meth:`lr_inv_at` ``(epoch)`` (idempotent)."""
+        lr_inv = self.lr_inv_at(epoch)
+        for group in optimizer.param_groups:
+            group["lr_inv"] = lr_inv
 
     @property
     def model(self) -> nn.Module:
@@ -99,13 +134,11 @@ class LearningRule(nn.Module):
 
     @contextlib.contextmanager
     def _undo_on_error(self, optimizer: IntegerSGD):
-        steps = getattr(self, "steps", None)
-        saved = None if steps is None else steps.clone()
+        saved = self.steps.clone()
         try:
             yield
         except BaseException:
-            if saved is not None:
-                steps.copy_(saved)
+            self.steps.copy_(saved)
             optimizer.zero_grad()
             raise
 
@@ -178,11 +211,18 @@ class LearningRule(nn.Module):
         return stats, saturated
 
     def on_train_epoch_start(self, epoch: int, optimizer: IntegerSGD) -> None:
-        """Hook for epoch-based schedules (``epoch`` counts from 0). Default: nothing."""
+        """Called at the start of every training epoch (``epoch`` counts from 0): :meth:`apply_schedule`."""
+        self.apply_schedule(epoch, optimizer)
 
     def on_validation_end(self, correct: int, total: int, optimizer: IntegerSGD) -> None:
         """Hook for validation-driven schedules (plateau decay), called after each validation pass during fit
         with the integer count of right predictions. Default: nothing."""
+
+    @property
+    def should_stop(self) -> bool:
+        """Whether the rule's own early stopping asks training to end (read after each validation pass; the
+        Lightning module stops the trainer). Default: never."""
+        return False
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:

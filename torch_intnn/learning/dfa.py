@@ -6,17 +6,18 @@ by the local slope of the activation. Each layer's weight gradient is ``delta_k^
 batch), so all layers can be updated at once from one broadcast of ``e``.
 
     model = create_model("pocketnn_mlp_mnist", seed=0); model.fit_input(train_images)
-    rule = create_rule("dfa", model, seed=0)               # mode="improved"; "faithful" for PocketNN's arithmetic
+    rule = create_rule("dfa", model, seed=0)               # "dfa_faithful" (FaithfulDFA): PocketNN's arithmetic
     opt = rule.configure_optimizer()
     stats = rule.step(x, y, opt); opt.step()               # x raw uint8 (N, 1, 28, 28), y int64 (N,)
 
 The model must have ``linears`` and ``acts`` (equal-length ``nn.ModuleList``: IntLinear layers, each followed
 by an activation exposing ``inv_slope`` / ``slope`` after a training-mode forward; output layer last), and for
-the improved mode ``input_one`` and ``weight_one`` (the integers meaning 1.0; see :mod:`torch_intnn.models.pocketnn`).
+:class:`DFA` also ``input_one`` and ``weight_one`` (the integers meaning 1.0; see :mod:`torch_intnn.models.pocketnn`).
 
-Two modes:
+Two rules over one base (:class:`DirectFeedback`: feedback matrices, the layer loop, the optimizer hand-over):
 
-``"faithful"`` -- PocketNN's arithmetic exactly as pocketnn.md states it (model variant ``"faithful"``):
+:class:`FaithfulDFA` (``"dfa_faithful"``) -- PocketNN's arithmetic exactly as pocketnn.md states it (model
+variant ``"faithful"``):
     target 15 for the true class and 0 elsewhere, ``e = y_hat - t``, loss ``sum T(e^2 / 2)``;
     ``delta_L = T(e / G_L)``, ``delta_k = T((e @ B_k) / G_k)`` (T: truncation toward zero, G: pocket inverse slope);
     ``B_k`` uniform on [-r_k, r_k] without 0, ``r_k = isqrt(393204 // (n_{k-1} + n_k))``;
@@ -25,7 +26,7 @@ Two modes:
     exact int64 where PocketNN's int32 could wrap (it never does at batch 20), and B and the shuffle come from
     seeded torch generators instead of glibc's ``rand()``.
 
-``"improved"`` (default; model variant ``"improved"``) -- float DFA written in fixed point. Every quantity has
+:class:`DFA` (``"dfa"``; model variant ``"improved"``) -- float DFA written in fixed point. Every quantity has
 a power-of-two unit (model: input 32 = one std, activations 128 = 1.0, weights 2**13 = 1.0, logits 16 per nat;
 rule: e in 1/1024, B 8 = 1.0), so the integer run follows float DFA with learning rate ``1 / lr_inv`` per summed
 sample, rounding aside:
@@ -71,7 +72,7 @@ from torch_intnn.ops.augment import crop_flip
 from torch_intnn.ops.matmul import int_matmul
 from torch_intnn.ops.rounding import div_floor, div_trunc, shift_round
 
-__all__ = ["DFA", "E_ONE", "TARGET"]
+__all__ = ["DFA", "DirectFeedback", "E_ONE", "FaithfulDFA", "TARGET"]
 
 TARGET = 15  # faithful: target value of the true class (UNSIGNED_4BIT_MAX)
 E_ONE = 1024  # improved: the output error e = p - onehot in units of 1/1024
@@ -81,147 +82,71 @@ _LOGIT_ONE = 16  # improved logits: 16 per nat (models.pocketnn.LOGIT_ONE)
 
 _MAX_SHIFT = 8  # largest augment_shift: a wider translation pushes most of a 28-pixel digit out of the frame
 _DECAY_EVERY = 16  # weight decay is applied every 16 steps, 16 times as strong
+
+
 def _bits(bound: int) -> int:
     """Signed width holding every value in [-bound, bound]."""
     return max(2, int(bound).bit_length() + 1)
 
 
-@register_rule("dfa")
-class DFA(LearningRule):
-    """Integer DFA (module docstring). Feedback matrices ``B_k`` are buffers ``feedback_{k}`` (C, n_k) int32.
+class DirectFeedback(LearningRule):
+    """What both DFA rules share (module docstring): feedback matrices ``B_k`` as buffers ``feedback_{k}``
+    (C, n_k) int32, the layer loop from the output error to every weight gradient, and the hand-over to
+    IntegerSGD. Subclasses give the output error (:meth:`_error`), the bounds of ``B_k`` and of the errors, the
+    optimizer's groups and the schedule.
 
     Args:
-        model: a PocketMLP-like model (module docstring); its variant must match ``mode``.
-        mode: ``"improved"`` or ``"faithful"``.
-        seed: seeds the feedback matrices and the augmentation stream.
-        lr_inv: initial learning-rate divisor (faithful 1000; improved 512 with batch 100).
-        lr_milestones: improved only: epochs (from 0) at whose start ``lr_inv`` doubles.
-        feedback_bound: improved only: B entries are uniform on [-bound, bound] without 0 (default 8 = 1.0).
-        augment_shift: improved only: random translation of each training image by up to this many pixels
-            (0 to 8).
-        augment_flip: improved only: mirror each training image left-right with probability 1/2.
-        cosine_epochs: improved only: a cosine schedule over this many epochs instead of milestones.
-        decay_shift: improved only: L2 weight decay of ``2**-decay_shift`` per sample (None: off).
-        label_smoothing: improved only: target mass per class in 1/1024 (10: 934/1024 on the true class); at
-            most 1024 // classes.
-        backward: ``"slope"`` (improved) or ``"inv_slope"`` (PocketNN's ``T(g / G)``; faithful).
-        rounding, residual: override the IntegerSGD rounding and error feedback (ablations).
+        model: a PocketMLP-like model (module docstring) built with ``variant=self.variant``.
+        seed: seeds the feedback matrices and the rule's per-step randomness.
+        lr_inv: initial learning-rate divisor.
+        backward: ``"slope"`` (``delta = round(g * slope / 8)``) or ``"inv_slope"`` (PocketNN's ``T(g / G)``).
+        rounding, residual: the IntegerSGD rounding and error feedback.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        mode: str = "improved",
-        seed: int = 0,
-        lr_inv: int | None = None,
-        lr_milestones: list[int] | tuple[int, ...] = (),
-        feedback_bound: int = 8,
-        augment_shift: int = 0,
-        augment_flip: bool = False,
-        decay_shift: int | None = None,
-        backward: str | None = None,
-        label_smoothing: int = 0,
-        cosine_epochs: int | None = None,
-        rounding: str | None = None,
-        residual: bool | None = None,
-    ) -> None:
-        super().__init__(model)
-        if mode not in ("faithful", "improved"):
-            raise ValueError(f"DFA mode must be 'faithful' or 'improved', got {mode!r}")
-        variant = getattr(model, "variant", mode)
-        if variant != mode:
-            raise ValueError(
-                f"DFA mode {mode!r} needs a model built with variant={mode!r}, got variant={variant!r}; "
-                f"pass model_args {{variant: {mode}}}"
-            )
-        check_int_arg("DFA seed", seed)
-        if lr_inv is not None:
-            check_int_arg("DFA lr_inv", lr_inv, 1)
-        for m in lr_milestones:
-            check_int_arg("DFA lr_milestones entry (an epoch, from 0)", m, 0)
-        check_int_arg("DFA feedback_bound", feedback_bound, 1, 127)
-        check_int_arg("DFA augment_shift (pixels)", augment_shift, 0, _MAX_SHIFT)
-        if decay_shift is not None:
-            check_int_arg("DFA decay_shift (None = off)", decay_shift, 1, 62)
-        classes = model.linears[-1].out_features
-        check_int_arg(f"DFA label_smoothing (1/{E_ONE} per class, {classes} classes)", label_smoothing, 0,
-                      E_ONE // classes)
-        if cosine_epochs is not None:
-            check_int_arg("DFA cosine_epochs (None = milestones)", cosine_epochs, 1)
-        if not isinstance(augment_flip, bool):
-            raise ValueError(f"DFA augment_flip must be a bool, got {augment_flip!r}")
-        self.mode, self.seed = mode, seed
-        self.faithful = mode == "faithful"
-        improved_only = dict(lr_milestones=tuple(lr_milestones), augment_shift=augment_shift, augment_flip=augment_flip,
-                             decay_shift=decay_shift, label_smoothing=label_smoothing, cosine_epochs=cosine_epochs)
-        if self.faithful and any(improved_only.values()):
-            used = sorted(k for k, v in improved_only.items() if v)
-            raise ValueError(f"DFA: {', '.join(used)} apply to mode='improved' only; faithful mode is PocketNN's as is")
-        self.lr_inv = lr_inv if lr_inv is not None else (1000 if self.faithful else 512)
-        self.lr_milestones = tuple(sorted(lr_milestones))
-        self.augment_shift, self.augment_flip = augment_shift, augment_flip
-        self.decay_shift, self.label_smoothing, self.cosine_epochs = decay_shift, label_smoothing, cosine_epochs
-        self.backward = backward or ("inv_slope" if self.faithful else "slope")
-        if self.backward not in ("slope", "inv_slope"):
-            raise ValueError(f"DFA backward must be 'slope' or 'inv_slope', got {self.backward!r}")
-        self.rounding = rounding or ("trunc" if self.faithful else "floor")
-        self.residual = (not self.faithful) if residual is None else residual
+    variant: str  # the model variant the rule's units assume
+    e_bits: int  # signed width of the output error e
+    g_bound: int  # bound of the hidden projections e @ B_k over one batch row
+
+    def __init__(self, model: nn.Module, *, seed: int, lr_inv: int, backward: str, rounding: str, residual: bool
+                 ) -> None:
+        super().__init__(model, seed, lr_inv)
+        name = type(self).__name__
+        variant = getattr(model, "variant", self.variant)
+        if variant != self.variant:
+            raise ValueError(f"{name} needs a model built with variant={self.variant!r}, got variant={variant!r}; "
+                             f"pass model_args {{variant: {self.variant}}}")
+        if backward not in ("slope", "inv_slope"):
+            raise ValueError(f"{name} backward must be 'slope' or 'inv_slope', got {backward!r}")
+        self.backward, self.rounding, self.residual = backward, rounding, residual
         layers = list(zip(model.linears, model.acts))
         sizes = [lin.in_features for lin, _ in layers] + [layers[-1][0].out_features]
         gen = torch.Generator().manual_seed(seed)
         self.bounds = []
         for k in range(len(layers) - 2, -1, -1):  # PocketNN draws the last hidden layer's B first (sec. 7)
-            r = math.isqrt(393204 // (sizes[k] + sizes[k + 1])) if self.faithful else feedback_bound
+            r = self._feedback_bound(sizes[k], sizes[k + 1])
             self.register_buffer(f"feedback_{k}", uniform_nonzero_int_(torch.zeros(sizes[-1], sizes[k + 1], dtype=torch.int32), r, gen))
             self.bounds.insert(0, r)
-        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))  # drives the augmentation stream
-        if not self.faithful:
-            exp = [round(_EXP_ONE * math.exp(-v / _LOGIT_ONE)) for v in range(256)]  # constants, built once
-            # 16 ln(total / 2**15) at total // 1024, for a row sum total of the exp table in [2**15, 16 * 2**15]
-            nll = [round(_LOGIT_ONE * math.log(max(i, 32) / 32)) for i in range(16 * _EXP_ONE // 1024 + 1)]
-            self.register_buffer("exp_table", torch.tensor(exp, dtype=torch.int32), persistent=False)
-            self.register_buffer("nll_table", torch.tensor(nll, dtype=torch.int32), persistent=False)
 
-    # ----------------------------------------------------------------------------------------------------------
+    def _feedback_bound(self, fan_in: int, fan_out: int) -> int:
+        """The bound r of a hidden layer's ``B_k`` (uniform on [-r, r] without 0)."""
+        raise NotImplementedError
+
+    def _error(self, scores: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output error ``e`` (N, C) and the batch's integer loss (int64 scalar)."""
+        raise NotImplementedError
+
+    def _draw_augment(self, n: int) -> tuple | None:
+        """The augmentation draws of a step of ``n`` images, from :meth:`step_generator` (None: no augmentation)."""
+        return None
+
+    def _decay_now(self) -> bool:
+        """Whether weight decay applies in the step just counted."""
+        return False
+
     def feedback(self, k: int) -> torch.Tensor:
         """B_k, (num_classes, n_k) int32, for hidden layer k (0-based)."""
         return getattr(self, f"feedback_{k}")
 
-    def configure_optimizer(self) -> IntegerSGD:
-        """IntegerSGD over the model's weights and biases (module docstring: one group, or one per layer)."""
-        common = dict(rounding=self.rounding, weight_bits=16, residual=self.residual)
-        layers = list(self.model.linears)
-        if self.faithful:
-            params = [p for lin in layers for p in (lin.weight, lin.bias) if p is not None]
-            return IntegerSGD([{"params": params}], lr_inv=self.lr_inv, **common)
-        groups = []
-        for k, lin in enumerate(layers):
-            params = [p for p in (lin.weight, lin.bias) if p is not None]
-            groups.append({"params": params, "amp": self._amp(k)})
-        return IntegerSGD(groups, lr_inv=self.lr_inv, **common)
-
-    def _amp(self, k: int) -> int:
-        """Layer k's divisor beside lr_inv: E_ONE * R_k * input_one_k / weight_one, the units of its gradient."""
-        r = self.bounds[k] if k < len(self.bounds) else 1
-        num, den = E_ONE * r * self.model.input_one[k], self.model.weight_one
-        if num % den:
-            raise ValueError(f"DFA: layer {k}'s gradient units {num}/{den} are not an integer multiple of its weight's")
-        return num // den
-
-    def lr_inv_at(self, epoch: int) -> int:
-        """The learning-rate divisor of ``epoch`` (from 0), from the initial ``lr_inv`` (idempotent on resume)."""
-        if self.faithful:
-            return self.lr_inv * 2 ** ((epoch + 1) // 10)  # doubled at the start of epochs 10, 20, ... (1-based)
-        if self.cosine_epochs:  # lr = lr_0 (1 + cos(pi e / E)) / 2, as an integer divisor (rational arithmetic)
-            return cosine_divisor(self.lr_inv, epoch, self.cosine_epochs)
-        return self.lr_inv * 2 ** sum(1 for m in self.lr_milestones if m <= epoch)
-
-    def on_train_epoch_start(self, epoch: int, optimizer: IntegerSGD) -> None:
-        for group in optimizer.param_groups:
-            group["lr_inv"] = self.lr_inv_at(epoch)
-
-    # ----------------------------------------------------------------------------------------------------------
     @property
     def num_classes(self) -> int:
         return self.model.linears[-1].out_features
@@ -241,13 +166,22 @@ class DFA(LearningRule):
         return [p for lin in self.model.linears for p in (lin.weight, lin.bias) if p is not None]
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
-        """The host-side part of a step: draws the augmentation from (seed, steps), advances the step counter
-        and decides whether weight decay applies. Returns the arguments of :meth:`gradients`."""
+        """The host-side part of a step: the augmentation drawn from (seed, steps), the step counter advanced,
+        whether weight decay applies. Returns the arguments of :meth:`gradients`."""
         self.model.train()
-        aug = self._draw_augment(x.shape[0]) if self.augment_shift or self.augment_flip else None
+        aug = self._draw_augment(x.shape[0])  # from (seed, steps) before the counter advances
         self.steps += 1
-        decay = self.decay_shift is not None and int(self.steps) % _DECAY_EVERY == 0
-        return x, y, aug, decay
+        return x, y, aug, self._decay_now()
+
+    def _augment(self, x: torch.Tensor, aug: tuple) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _decay_grad(self, k: int, weight: torch.Tensor, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _bias_grad(self, k: int, delta: torch.Tensor) -> torch.Tensor:
+        """The bias gradient of layer k: the batch sum of its delta."""
+        return delta.sum(0)
 
     def gradients(self, x: torch.Tensor, y: torch.Tensor, aug: tuple | None, decay: bool
                   ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
@@ -255,24 +189,22 @@ class DFA(LearningRule):
         Tensor work only, no host synchronisation: it runs inside a compiled step (:meth:`train_step`)."""
         model = self.model
         if aug is not None:
-            x = self._apply_augment(x, *aug)
+            x = self._augment(x, aug)
         scores = model(x)  # (N, C)
         correct = (scores.argmax(1) == y).sum()
-        e, loss = self._l2_error(scores, y) if self.faithful else self._softmax_error(scores, y)
-        e_bits = _bits(TARGET + 127) if self.faithful else _bits(E_ONE)
+        e, loss = self._error(scores, y)
         layers = list(zip(model.linears, model.acts))
         # All hidden projections e @ B_k in one product: (N, C) @ (C, n_1 + ... + n_{L-1})
         feedback = torch.cat([self.feedback(k) for k in range(len(layers) - 1)], 1)
-        g_all = int_matmul(e, feedback, a_bits=e_bits, b_bits=_bits(max(self.bounds)))  # K = classes: small
-        g_bound = (TARGET + 127) * 10 * max(self.bounds) if self.faithful else 2 * E_ONE * max(self.bounds)
+        g_all = int_matmul(e, feedback, a_bits=self.e_bits, b_bits=_bits(max(self.bounds)))  # K = classes: small
         saturated = torch.zeros((), dtype=torch.int64, device=x.device)
         grads = []
         start = 0
         for k, (lin, act) in enumerate(layers):
             if k == len(layers) - 1:
-                g, bound = e, 2 ** (e_bits - 1)
+                g, bound = e, 2 ** (self.e_bits - 1)
             else:
-                g, bound = g_all[:, start : start + lin.out_features], g_bound
+                g, bound = g_all[:, start : start + lin.out_features], self.g_bound
                 start += lin.out_features
             if self.backward == "inv_slope":
                 inv = act.inv_slope
@@ -287,25 +219,157 @@ class DFA(LearningRule):
             # (n_k, N) @ (N, n_{k-1}): the batch sum of delta a^T; lin.input was kept by the training forward
             grad_w = int_matmul(delta.T, lin.input, a_bits=_bits(bound), b_bits=lin.input_bits)
             if decay:
-                # L2 decay 2**-s per sample, N * 2**-s * w in gradient units, applied every _DECAY_EVERY steps
-                # with that many times the weight (the residual carries it exactly; a pass over W saved 15 times in 16)
-                factor = self._amp(k) * x.shape[0] * _DECAY_EVERY
-                grad_w = grad_w + shift_round(lin.weight.to(torch.int64) * factor, self.decay_shift)
+                grad_w = grad_w + self._decay_grad(k, lin.weight, x.shape[0])
             grads.append(grad_w)
             if lin.bias is not None:
-                grad_b = delta.sum(0)
-                if not self.faithful:
-                    grad_b = grad_b * model.input_one[k] ** 2  # a weight on a constant 1.0 input, in z units
-                grads.append(grad_b)
+                grads.append(self._bias_grad(k, delta))
         return grads, {"loss": loss, "correct": correct, "saturated": saturated}
 
-    def _l2_error(self, scores: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+
+@register_rule("dfa_faithful")
+class FaithfulDFA(DirectFeedback):
+    """PocketNN's integer DFA as its reference states it (module docstring): target 15, L2 error, ``T(g / G)``,
+    ``B_k`` bounded by ``isqrt(393204 // (n_{k-1} + n_k))``, one IntegerSGD group with truncation, ``lr_inv``
+    doubled every 10 epochs. Needs a model built with ``variant="faithful"``.
+
+    Args:
+        model, seed: as :class:`DirectFeedback`.
+        lr_inv: initial learning-rate divisor (PocketNN's 1000).
+        backward, rounding, residual: ablations of PocketNN's ``"inv_slope"``, ``"trunc"`` and no residual.
+    """
+
+    variant = "faithful"
+    e_bits = _bits(TARGET + 127)
+
+    def __init__(self, model: nn.Module, *, seed: int = 0, lr_inv: int = 1000, backward: str = "inv_slope",
+                 rounding: str = "trunc", residual: bool = False) -> None:
+        super().__init__(model, seed=seed, lr_inv=lr_inv, backward=backward, rounding=rounding, residual=residual)
+        self.g_bound = (TARGET + 127) * 10 * max(self.bounds)
+
+    def _feedback_bound(self, fan_in: int, fan_out: int) -> int:
+        return math.isqrt(393204 // (fan_in + fan_out))  # pocketnn.md sec. 4.1
+
+    def configure_optimizer(self) -> IntegerSGD:
+        """One IntegerSGD group over every weight and bias (PocketNN's update)."""
+        params = self.parameters_in_order()
+        return IntegerSGD([{"params": params}], lr_inv=self.lr_inv, rounding=self.rounding, weight_bits=16,
+                          residual=self.residual)
+
+    def lr_inv_at(self, epoch: int) -> int:
+        return self.lr_inv * 2 ** ((epoch + 1) // 10)  # doubled at the start of epochs 10, 20, ... (1-based)
+
+    def _error(self, scores: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """PocketNN: ``e = y_hat - 15 * onehot`` (int32) and ``sum T(e^2 / 2)`` (pocketnn.md sec. 3)."""
         e = scores.to(torch.int32)
         e = e.scatter_add(1, y[:, None], torch.full_like(y[:, None], -TARGET, dtype=torch.int32))
         return e, div_trunc(e * e, 2).sum()
 
-    def _softmax_error(self, scores: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def extra_repr(self) -> str:
+        return (f"target {TARGET}, delta = T(g / G), B uniform +-{self.bounds} without 0, "
+                f"W -= T(sum / {self.lr_inv}) doubling every 10 epochs, clip +-32767")
+
+
+@register_rule("dfa")
+class DFA(DirectFeedback):
+    """Integer DFA as fixed-point float DFA (module docstring). Needs a model built with ``variant="improved"``.
+
+    Args:
+        model, seed: as :class:`DirectFeedback`.
+        lr_inv: initial learning-rate divisor (512 with batch 100).
+        lr_milestones: epochs (from 0) at whose start ``lr_inv`` doubles.
+        feedback_bound: B entries are uniform on [-bound, bound] without 0 (default 8 = 1.0).
+        augment_shift: random translation of each training image by up to this many pixels (0 to 8).
+        augment_flip: mirror each training image left-right with probability 1/2.
+        cosine_epochs: a cosine schedule over this many epochs instead of milestones.
+        decay_shift: L2 weight decay of ``2**-decay_shift`` per sample (None: off).
+        label_smoothing: target mass per class in 1/1024 (10: 934/1024 on the true class); at most
+            1024 // classes.
+        backward: ``"slope"`` or ``"inv_slope"`` (PocketNN's ``T(g / G)``, an ablation).
+        rounding, residual: override the IntegerSGD rounding (``"floor"``) and error feedback (on), ablations.
+    """
+
+    variant = "improved"
+    e_bits = _bits(E_ONE)
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        seed: int = 0,
+        lr_inv: int = 512,
+        lr_milestones: list[int] | tuple[int, ...] = (),
+        feedback_bound: int = 8,
+        augment_shift: int = 0,
+        augment_flip: bool = False,
+        decay_shift: int | None = None,
+        backward: str = "slope",
+        label_smoothing: int = 0,
+        cosine_epochs: int | None = None,
+        rounding: str = "floor",
+        residual: bool = True,
+    ) -> None:
+        check_int_arg("DFA feedback_bound", feedback_bound, 1, 127)
+        self.feedback_bound = feedback_bound  # read by _feedback_bound during the base's construction
+        super().__init__(model, seed=seed, lr_inv=lr_inv, backward=backward, rounding=rounding, residual=residual)
+        for m in lr_milestones:
+            check_int_arg("DFA lr_milestones entry (an epoch, from 0)", m, 0)
+        check_int_arg("DFA augment_shift (pixels)", augment_shift, 0, _MAX_SHIFT)
+        if decay_shift is not None:
+            check_int_arg("DFA decay_shift (None = off)", decay_shift, 1, 62)
+        classes = model.linears[-1].out_features
+        check_int_arg(f"DFA label_smoothing (1/{E_ONE} per class, {classes} classes)", label_smoothing, 0,
+                      E_ONE // classes)
+        if cosine_epochs is not None:
+            check_int_arg("DFA cosine_epochs (None = milestones)", cosine_epochs, 1)
+        if not isinstance(augment_flip, bool):
+            raise ValueError(f"DFA augment_flip must be a bool, got {augment_flip!r}")
+        self.lr_milestones = tuple(sorted(lr_milestones))
+        self.augment_shift, self.augment_flip = augment_shift, augment_flip
+        self.decay_shift, self.label_smoothing, self.cosine_epochs = decay_shift, label_smoothing, cosine_epochs
+        self.g_bound = 2 * E_ONE * max(self.bounds)
+        exp = [round(_EXP_ONE * math.exp(-v / _LOGIT_ONE)) for v in range(256)]  # constants, built once
+        # 16 ln(total / 2**15) at total // 1024, for a row sum total of the exp table in [2**15, 16 * 2**15]
+        nll = [round(_LOGIT_ONE * math.log(max(i, 32) / 32)) for i in range(16 * _EXP_ONE // 1024 + 1)]
+        self.register_buffer("exp_table", torch.tensor(exp, dtype=torch.int32), persistent=False)
+        self.register_buffer("nll_table", torch.tensor(nll, dtype=torch.int32), persistent=False)
+
+    def _feedback_bound(self, fan_in: int, fan_out: int) -> int:
+        return self.feedback_bound
+
+    def configure_optimizer(self) -> IntegerSGD:
+        """IntegerSGD with one group per layer, divisor ``lr_inv * amp_k`` (module docstring)."""
+        groups = []
+        for k, lin in enumerate(self.model.linears):
+            params = [p for p in (lin.weight, lin.bias) if p is not None]
+            groups.append({"params": params, "amp": self._amp(k)})
+        return IntegerSGD(groups, lr_inv=self.lr_inv, rounding=self.rounding, weight_bits=16, residual=self.residual)
+
+    def _amp(self, k: int) -> int:
+        """Layer k's divisor beside lr_inv: E_ONE * R_k * input_one_k / weight_one, the units of its gradient."""
+        r = self.bounds[k] if k < len(self.bounds) else 1
+        num, den = E_ONE * r * self.model.input_one[k], self.model.weight_one
+        if num % den:
+            raise ValueError(f"DFA: layer {k}'s gradient units {num}/{den} are not an integer multiple of its weight's")
+        return num // den
+
+    def lr_inv_at(self, epoch: int) -> int:
+        if self.cosine_epochs:  # lr = lr_0 (1 + cos(pi e / E)) / 2, as an integer divisor (rational arithmetic)
+            return cosine_divisor(self.lr_inv, epoch, self.cosine_epochs)
+        return self.lr_inv * 2 ** self.milestones_passed(epoch)
+
+    def _decay_now(self) -> bool:
+        return self.decay_shift is not None and int(self.steps) % _DECAY_EVERY == 0
+
+    def _decay_grad(self, k: int, weight: torch.Tensor, n: int) -> torch.Tensor:
+        """L2 decay 2**-s per sample, ``n * 2**-s * w`` in gradient units, applied every _DECAY_EVERY steps with
+        that many times the weight (the residual carries it exactly; a pass over W saved 15 times in 16)."""
+        factor = self._amp(k) * n * _DECAY_EVERY
+        return shift_round(weight.to(torch.int64) * factor, self.decay_shift)
+
+    def _bias_grad(self, k: int, delta: torch.Tensor) -> torch.Tensor:
+        return delta.sum(0) * self.model.input_one[k] ** 2  # a weight on a constant 1.0 input, in z units
+
+    def _error(self, scores: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Integer softmax cross-entropy on logits (16 per nat): ``e = p - onehot`` in 1/E_ONE (N, C) int64 and
         ``sum_n -ln p_y`` in 1/16 nat (int64 scalar)."""
         s = scores.to(torch.int32)
@@ -322,27 +386,25 @@ class DFA(LearningRule):
         loss = (top - s.gather(1, y[:, None])).sum(dtype=torch.int64) + log_total.sum()
         return e, loss
 
-    def _draw_augment(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-image offsets (2, N) in [0, 2s] and, with ``augment_flip``, mirror flags (N, 1, 1, 1) bool, from a
-        generator seeded by (seed, steps): a resumed run draws the same."""
+    def _draw_augment(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """Per-image offsets (2, N) in [0, 2s] and, with ``augment_flip``, mirror flags (N, 1, 1, 1) bool, from
+        :meth:`step_generator`: a resumed run draws the same."""
+        if not (self.augment_shift or self.augment_flip):
+            return None
         s = self.augment_shift
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + int(self.steps))
+        gen = self.step_generator()
         off = torch.randint(0, 2 * s + 1, (2, n), generator=gen)
         flip = torch.randint(0, 2, (n, 1, 1, 1), generator=gen, dtype=torch.bool) if self.augment_flip else None
         return off, flip
 
-    def _apply_augment(self, x: torch.Tensor, off: torch.Tensor, flip: torch.Tensor | None) -> torch.Tensor:
+    def _augment(self, x: torch.Tensor, aug: tuple) -> torch.Tensor:
         """Translate image i by ``off[:, i] - s`` pixels with zero fill, and mirror it left-right where ``flip``."""
+        off, flip = aug
         return crop_flip(x, self.augment_shift, off[0], off[1], flip)
 
     def extra_repr(self) -> str:
-        if self.faithful:
-            return (
-                f"mode=faithful, target {TARGET}, delta = T(g / G), B uniform +-{self.bounds} without 0, "
-                f"W -= T(sum / {self.lr_inv}) doubling every 10 epochs, clip +-32767"
-            )
         return (
-            f"mode=improved, softmax CE (e in 1/{E_ONE}), delta = g * slope, B uniform +-{self.bounds} without 0, "
+            f"softmax CE (e in 1/{E_ONE}), delta = g * slope, B uniform +-{self.bounds} without 0, "
             f"W -= {self.rounding}(sum / ({self.lr_inv} * amp)) with residual={self.residual}, "
             f"lr_inv doubles at epochs {list(self.lr_milestones)}, augment_shift={self.augment_shift}, augment_flip={self.augment_flip}"
         )

@@ -29,9 +29,6 @@ from torch_intnn.ops.rounding import saturate
 
 __all__ = ["NitroRule", "nitro_targets", "rss_loss"]
 
-_MIX = 0x9E3779B97F4A7C15  # golden-ratio constant: spreads (seed, step) pairs over the generator's seed space
-
-
 def nitro_targets(y: torch.Tensor, num_classes: int, value: int = 32) -> torch.Tensor:
     """One-hot targets times ``value``: y (N,) int64 labels -> (N, num_classes) int8 in {0, value}."""
     t = torch.zeros(y.shape[0], num_classes, dtype=torch.int8, device=y.device)
@@ -66,7 +63,9 @@ class NitroRule(LearningRule):
         target: the one-hot target value (32).
         rounding, residual, weight_bits: passed to :class:`IntegerSGD` (paper: ``"trunc"``, False, 16).
         plateau: run the :class:`PlateauSchedule` from :meth:`on_validation_end` (paper settings below).
-        plateau_patience, plateau_start, min_delta_bp, stop_patience: the schedule's settings (15, 10, 100, 35).
+        plateau_patience, plateau_start, min_delta_bp, stop_patience, stop_start: the schedule's settings (15,
+            10, 100, 35, 30; ``stop_patience=0``: no early stopping by the rule). Under Lightning,
+            :attr:`should_stop` ends the fit.
         lr_milestones: epochs (counted from 0) at whose start ``lr_inv`` is multiplied by 3, for runs with a
             fixed epoch budget (the plateau rule needs tens of epochs to act). Combined with plateau decays:
             ``lr_inv = base * 3 ** (milestones passed + plateau decays)``, recomputed (not accumulated), so a
@@ -92,15 +91,17 @@ class NitroRule(LearningRule):
         plateau_start: int = 10,
         min_delta_bp: int = 100,
         stop_patience: int = 35,
+        stop_start: int = 30,
         lr_milestones: tuple[int, ...] | list[int] = (),
     ) -> None:
-        super().__init__(model)
+        super().__init__(model, seed, lr_inv)
         for what, value, lo, hi in (
-            ("seed", seed, None, None), ("lr_inv", lr_inv, 1, None), ("fwd_amp", fwd_amp, 1, None),
+            ("fwd_amp", fwd_amp, 1, None),
             ("fwd_decay_inv (0 = off)", fwd_decay_inv, 0, None), ("head_decay_inv (0 = off)", head_decay_inv, 0, None),
             ("target", target, 1, 127), ("weight_bits", weight_bits, 2, 32), ("plateau_patience", plateau_patience, 1, None),
             ("plateau_start", plateau_start, 0, None), ("min_delta_bp (basis points)", min_delta_bp, 0, 10_000),
-            ("stop_patience", stop_patience, 1, None), *(("lr_milestones entry", m, 0, None) for m in lr_milestones),
+            ("stop_patience (0 = off)", stop_patience, 0, None),
+            ("stop_start", stop_start, 0, None), *(("lr_milestones entry", m, 0, None) for m in lr_milestones),
         ):
             check_int_arg(f"nitro rule {what}", value, lo, hi)
         if rounding not in ("trunc", "floor", "round"):
@@ -109,15 +110,13 @@ class NitroRule(LearningRule):
             raise ValueError(f"conv_amp must be 'reference' (640 for every conv) or 'paper', got {conv_amp!r}")
         if not hasattr(model, "blocks") or not hasattr(model, "output"):
             raise TypeError(f"the nitro rule needs a NitroNet (a nitro_* model), got {type(model).__name__}")
-        self.lr_inv, self.fwd_amp, self.conv_amp = lr_inv, fwd_amp, conv_amp
+        self.fwd_amp, self.conv_amp = fwd_amp, conv_amp
         self.fwd_decay_inv, self.head_decay_inv, self.target = fwd_decay_inv, head_decay_inv, target
         self.rounding, self.residual, self.weight_bits = rounding, residual, weight_bits
-        self.register_buffer("seed", torch.tensor(seed, dtype=torch.int64))
-        self.register_buffer("steps", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("epoch", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("epoch", torch.zeros((), dtype=torch.int64))  # the plateau schedule's epoch
         self.lr_milestones = tuple(sorted(lr_milestones))
         self._draw_plan: list[tuple] | None = None  # the forward's random draws, for a compiled step
-        self.schedule = PlateauSchedule(3, plateau_patience, plateau_start, min_delta_bp, stop_patience) \
+        self.schedule = PlateauSchedule(3, plateau_patience, plateau_start, min_delta_bp, stop_patience, stop_start) \
             if plateau else None
 
     def _amp(self, block) -> int:
@@ -135,28 +134,19 @@ class NitroRule(LearningRule):
                                name=f"block{i}.head"))
         groups.append(dict(params=[self.model.output.linear.weight], amp=1, decay_inv=self.head_decay_inv,
                            name="output"))
-        for group in groups:
-            group["base_lr_inv"] = self.lr_inv  # kept in the optimizer's state_dict; see _set_lr
         opt = IntegerSGD(groups, lr_inv=self.lr_inv, rounding=self.rounding, weight_bits=self.weight_bits,
                          residual=self.residual)
-        self._set_lr(opt)
+        self.apply_schedule(int(self.epoch), opt)
         return opt
 
-    def _set_lr(self, optimizer: IntegerSGD) -> None:
-        """``lr_inv = base * 3 ** (milestones passed + plateau decays)`` for every group."""
-        passed = sum(1 for m in self.lr_milestones if m <= int(self.epoch))
+    def lr_inv_at(self, epoch: int) -> int:
+        """``lr_inv * 3 ** (milestones passed + plateau decays so far)``."""
         decays = int(self.schedule.decays) if self.schedule is not None else 0
-        for group in optimizer.param_groups:
-            group["lr_inv"] = group.get("base_lr_inv", self.lr_inv) * 3 ** (passed + decays)
+        return self.lr_inv * 3 ** (self.milestones_passed(epoch) + decays)
 
     def on_train_epoch_start(self, epoch: int, optimizer: IntegerSGD) -> None:
-        """Apply the epoch milestones (idempotent: calling it twice for one epoch changes nothing)."""
         self.epoch.fill_(epoch)
-        self._set_lr(optimizer)
-
-    def step_generator(self) -> torch.Generator:
-        """The generator of this step's augmentation and dropout, from (seed, step counter) alone."""
-        return torch.Generator().manual_seed((int(self.seed) * _MIX + int(self.steps)) % (1 << 63))
+        self.apply_schedule(epoch, optimizer)
 
     @property
     def num_classes(self) -> int:
@@ -228,7 +218,7 @@ class NitroRule(LearningRule):
         """Plateau schedule on the validation count: ``lr_inv`` x3 after ``plateau_patience`` stalled epochs."""
         if self.schedule is not None:
             self.schedule.step(correct, total)
-            self._set_lr(optimizer)
+            self.apply_schedule(int(self.epoch), optimizer)
 
     @property
     def should_stop(self) -> bool:

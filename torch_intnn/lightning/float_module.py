@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from torch_intnn.nn.nitro_blocks import pool_to_d
 from torch_intnn.models import create_model
 from torch_intnn.ops._checks import check_int_arg
 
@@ -107,9 +108,7 @@ class FloatClassifier(pl.LightningModule):
         if len(shape) == 1:
             return nn.Linear(shape[0], 10)
         c, h, w = shape
-        kh = kw = 1
-        while c * math.ceil(h / kh) * math.ceil(w / kw) > dim:  # LES's pool-to-d rule, alternating dims
-            kh, kw = (kh * 2, kw) if kh <= kw else (kh, kw * 2)
+        kh, kw = pool_to_d(c, h, w, dim)  # the integer heads' rule (LES's pool-to-d), so both reduce alike
         pool = nn.AdaptiveAvgPool2d((math.ceil(h / kh), math.ceil(w / kw)))
         return nn.Sequential(pool, nn.Flatten(), nn.Linear(c * math.ceil(h / kh) * math.ceil(w / kw), 10))
 

@@ -13,6 +13,7 @@ Logged: ``train/loss`` (the rule's integer loss per sample, epoch mean; ``train/
 from __future__ import annotations
 
 import lightning.pytorch as pl
+from lightning.pytorch.utilities import rank_zero_info
 import torch
 
 from torch_intnn.learning import RuleFactory, build_rule, rule_config
@@ -156,6 +157,10 @@ class IntegerClassifier(pl.LightningModule):
         self.log("val/acc", correct / max(seen, 1), prog_bar=True)
         if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
             self.rule.on_validation_end(correct, seen, self.optimizers().optimizer)
+            if self.rule.should_stop and not self.trainer.should_stop:
+                rank_zero_info(f"{type(self.rule).__name__}: validation stalled, early stopping after epoch "
+                               f"{self.current_epoch}")
+                self.trainer.should_stop = True
 
     def on_test_epoch_start(self) -> None:
         self._reset("test")

@@ -5,18 +5,24 @@ A twin takes the same raw uint8 images as its integer model and normalises them 
 local rule can address: linear or conv, activation, optional pooling) and an ``output`` layer, so that
 backprop, DFA and local-error learning run on one model definition.
 
-Twins are registered as ``<integer name>_float`` with ``kind="float"`` and ``twin_of=<integer name>``.
+Twins are registered as ``<integer name>_float`` with ``kind="float"`` and ``twin_of=<integer name>``, one for
+every integer model registered with a ``layout`` (:func:`twin_of` builds it from that layout, so the
+architecture is written once, beside the integer model).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import nn
 
 from torch_intnn.data import dataset_info
-from torch_intnn.models._registry import register_model
+from torch_intnn.models import nitro, pocketnn  # noqa: F401  (the integer models the twins are built from)
+from torch_intnn.models._registry import list_models, model_info, register_model
 
-__all__ = ["FloatNet", "mlp_twin", "cnn_twin", "TWIN_SPECS"]
+__all__ = ["FloatNet", "mlp_twin", "cnn_twin", "twin_of"]
+
 
 class FloatNet(nn.Module):
     """``blocks`` (a list of trainable units) followed by an ``output`` linear layer.
@@ -96,48 +102,26 @@ def cnn_twin(
     return FloatNet(blocks, output, dataset)
 
 
-_VGG8B = [128, 256, "P", 256, 512, "P", 512, "P", 512, "P"]
-_VGG11B = [128, 128, 128, 256, "P", 256, 512, "P", 512, 512, "P", 512, "P"]
-_SMALL_CNN = [32, 64, "P", 64, 128, "P", 128, "P", 128, "P"]
-
-
-def _mlp(sizes, activation, dataset):
-    return mlp_twin, dict(sizes=sizes, activation=activation, dataset=dataset)
-
-
-def _cnn(convs, fc, dataset):
-    return cnn_twin, dict(convs=convs, fc=fc, in_shape=dataset_info(dataset).shape, activation="leaky4", dataset=dataset)
-
-
-# integer model name -> (builder, kwargs): the architecture of each integer model, in float32. PocketNN nets
-# use tanh as pocketTanh approximates it; NITRO-D nets use leaky ReLU with slope 1/4 as NITRO-ReLU does.
-TWIN_SPECS: dict[str, tuple] = {
-    "pocketnn_mlp_mnist": _mlp([784, 100, 50, 10], "tanh", "mnist"),
-    "pocketnn_mlp_fmnist": _mlp([784, 200, 100, 50, 10], "tanh", "fmnist"),
-    "nitro_mlp1": _mlp([784, 100, 50, 10], "leaky4", "mnist"),
-    "nitro_mlp2": _mlp([784, 200, 100, 50, 10], "leaky4", "fmnist"),
-    "nitro_mlp3": _mlp([784, 1024, 1024, 1024, 10], "leaky4", "mnist"),
-    "nitro_mlp3_fmnist": _mlp([784, 1024, 1024, 1024, 10], "leaky4", "fmnist"),
-    "nitro_mlp4": _mlp([3072, 3000, 3000, 3000, 10], "leaky4", "cifar10"),
-    "nitro_vgg8b": _cnn(_VGG8B, [1024], "cifar10"),
-    "nitro_vgg8b_mnist": _cnn(_VGG8B, [1024], "mnist"),
-    "nitro_vgg8b_fmnist": _cnn(_VGG8B, [1024], "fmnist"),
-    "nitro_vgg11b": _cnn(_VGG11B, [1024], "cifar10"),
-    "nitro_small_cnn": _cnn(_SMALL_CNN, [], "cifar10"),
-    "nitro_small_cnn_mnist": _cnn(_SMALL_CNN, [], "mnist"),
-    "nitro_small_cnn_fmnist": _cnn(_SMALL_CNN, [], "fmnist"),
-}
+def twin_of(name: str, seed: int = 0, **options) -> FloatNet:
+    """The float32 twin of the registered integer model ``name``, built from the ``layout`` it was registered
+    with (``kind`` ``"mlp"`` with ``sizes``, or ``"cnn"`` with ``convs`` and ``fc``; ``activation`` is the float
+    analogue of its integer activation: tanh for pocketTanh, leaky ReLU 1/4 for NITRO-ReLU)."""
+    info = model_info(name)
+    layout, dataset = info["layout"], info["dataset"]
+    if layout["kind"] == "mlp":
+        return mlp_twin(list(layout["sizes"]), layout["activation"], dataset, seed=seed, **options)
+    return cnn_twin(list(layout["convs"]), list(layout["fc"]), dataset_info(dataset).shape, layout["activation"],
+                    dataset, seed=seed, **options)
 
 
 def _register_twins() -> None:
-    for name, (builder, spec) in TWIN_SPECS.items():
-        def factory(seed: int = 0, _b=builder, _s=spec, **options):
-            return _b(seed=seed, **_s, **options)
-
-        register_model(
-            f"{name}_float", kind="float", twin_of=name, dataset=spec["dataset"],
-            input_shape=spec.get("in_shape", dataset_info(spec["dataset"]).shape), num_classes=10,
-        )(factory)
+    for name in list_models(kind="integer"):
+        info = model_info(name)
+        if "layout" not in info:
+            continue
+        register_model(f"{name}_float", kind="float", twin_of=name, dataset=info["dataset"],
+                       input_shape=info["input_shape"], num_classes=info["num_classes"],
+                       )(functools.partial(twin_of, name))
 
 
 _register_twins()

@@ -26,7 +26,9 @@ from torch_intnn.nn.nitro_blocks import NitroConvBlock, NitroHead, NitroLinearBl
 from torch_intnn.nn.nitro_input import IntRandomCropFlip, NitroStandardize
 from torch_intnn.nn.pool import IntFlatten, IntMaxPool2d
 
-__all__ = ["NitroNet", "build_nitro_mlp", "build_nitro_cnn", "VGG8B", "VGG11B", "SMALL_CNN"]
+__all__ = ["NitroNet", "build_nitro_mlp", "build_nitro_cnn", "VGG8B", "VGG11B", "SMALL_CNN", "nitro_mlp1", "nitro_mlp2",
+           "nitro_mlp3", "nitro_mlp3_fmnist", "nitro_mlp4", "nitro_vgg8b", "nitro_vgg8b_mnist", "nitro_vgg8b_fmnist",
+           "nitro_vgg11b", "nitro_small_cnn", "nitro_small_cnn_mnist", "nitro_small_cnn_fmnist"]
 
 
 #: Conv layouts: ints are 3x3 conv blocks with that many filters, "P" a 2x2 max-pool (LES 1x width).
@@ -151,43 +153,119 @@ def _div(widths: Sequence, width_div: int) -> list:
     return [v if v == "P" else max(1, int(v) // width_div) for v in widths]
 
 
-def _register(name: str, dataset: str, paper: str, build, **defaults) -> None:
-    """Register ``name``: a factory ``(seed=0, width_div=1, **defaults) -> NitroNet`` for ``dataset``."""
-
-    def factory(seed: int = 0, width_div: int = 1, **kwargs) -> NitroNet:
-        unknown = set(kwargs) - set(defaults)
-        if unknown:
-            raise TypeError(f"{name}: unknown arguments {sorted(unknown)}; it takes seed, width_div and "
-                            f"{sorted(defaults)}")
-        return build(dataset, width_div, seed=seed, **{**defaults, **kwargs})
-
-    factory.__name__ = name
-    factory.__doc__ = f"{paper} on {dataset}; defaults {defaults} (nitro_d.md sec. 8)."
-    register_model(name, kind="integer", rule="nitro", dataset=dataset, input_shape=dataset_info(dataset).shape,
-                   num_classes=10, paper=paper)(factory)
+def _options(name: str, defaults: dict, options: dict) -> dict:
+    """A factory's keyword arguments over its defaults; an argument it does not take is a ``TypeError``."""
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise TypeError(f"{name}: unknown arguments {sorted(unknown)}; it takes seed, width_div and {sorted(defaults)}")
+    return {**defaults, **options}
 
 
-def _mlp(hidden):
-    return lambda dataset, width_div, **kw: build_nitro_mlp(dataset, _div(hidden, width_div), **kw)
+def _mlp(name: str, dataset: str, hidden: Sequence[int], seed: int, width_div: int, options: dict,
+         **defaults) -> NitroNet:
+    return build_nitro_mlp(dataset, _div(hidden, width_div), seed=seed, **_options(name, defaults, options))
 
 
-def _cnn(layout, fc):
-    return lambda dataset, width_div, **kw: build_nitro_cnn(dataset, _div(layout, width_div), _div(fc, width_div),
-                                                            **kw)
+def _cnn(name: str, dataset: str, layout: Sequence, fc: Sequence[int], seed: int, width_div: int, options: dict,
+         **defaults) -> NitroNet:
+    return build_nitro_cnn(dataset, _div(layout, width_div), _div(fc, width_div), seed=seed,
+                           **_options(name, defaults, options))
+
+
+def _info(dataset: str, paper: str, layout: dict) -> dict:
+    """Registry metadata: ``layout`` is the architecture the float twin is built from (models/float_twins.py)."""
+    return dict(kind="integer", rule="nitro", dataset=dataset, input_shape=dataset_info(dataset).shape,
+                num_classes=10, paper=paper, layout={**layout, "activation": "leaky4"})  # NITRO-ReLU ~ leaky 1/4
+
+
+def _mlp_layout(dataset: str, hidden: Sequence[int]) -> dict:
+    c, h, w = dataset_info(dataset).shape
+    return dict(kind="mlp", sizes=(c * h * w, *hidden, 10))
 
 
 _MLP = dict(dropout_pct=0, augment=False, ensemble=False)
-_register("nitro_mlp1", "mnist", "MLP1 784-100-50-10", _mlp([100, 50]), **_MLP)
-_register("nitro_mlp2", "fmnist", "MLP2 784-200-100-50-10", _mlp([200, 100, 50]), **_MLP)
-_register("nitro_mlp3", "mnist", "MLP3 784-1024x3-10", _mlp([1024] * 3), **{**_MLP, "augment": True})
-_register("nitro_mlp3_fmnist", "fmnist", "MLP3 784-1024x3-10", _mlp([1024] * 3), **{**_MLP, "augment": True})
-_register("nitro_mlp4", "cifar10", "MLP4 3072-3000x3-10", _mlp([3000] * 3), dropout_pct=10, augment=True,
-          ensemble=False)
 _VGG = dict(d_max=4096, augment=True, ensemble=False)
-_register("nitro_vgg8b", "cifar10", "VGG8B", _cnn(VGG8B, [1024]), dropout_pct=15, **_VGG)
-_register("nitro_vgg8b_mnist", "mnist", "VGG8B", _cnn(VGG8B, [1024]), dropout_pct=0, **_VGG)
-_register("nitro_vgg8b_fmnist", "fmnist", "VGG8B", _cnn(VGG8B, [1024]), dropout_pct=10, **_VGG)
-_register("nitro_vgg11b", "cifar10", "VGG11B", _cnn(VGG11B, [1024]), dropout_pct=0, **_VGG)
-for _ds, _p in (("cifar10", 10), ("mnist", 0), ("fmnist", 10)):
-    _register("nitro_small_cnn" + ("" if _ds == "cifar10" else f"_{_ds}"), _ds, "small CNN (VGG8B convs / 4)",
-              _cnn(SMALL_CNN, []), d_max=4096, dropout_pct=_p, augment=True, ensemble=True)
+_SMALL = dict(d_max=4096, augment=True, ensemble=True)
+
+
+@register_model(**_info("mnist", "MLP1 784-100-50-10", _mlp_layout("mnist", (100, 50))))
+def nitro_mlp1(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """NITRO-D's MLP1 784-100-50-10 on MNIST (nitro_d.md sec. 8): no augmentation, no dropout."""
+    return _mlp("nitro_mlp1", "mnist", (100, 50), seed, width_div, options, **_MLP)
+
+
+@register_model(**_info("fmnist", "MLP2 784-200-100-50-10", _mlp_layout("fmnist", (200, 100, 50))))
+def nitro_mlp2(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """NITRO-D's MLP2 784-200-100-50-10 on Fashion-MNIST (nitro_d.md sec. 8): no augmentation, no dropout."""
+    return _mlp("nitro_mlp2", "fmnist", (200, 100, 50), seed, width_div, options, **_MLP)
+
+
+@register_model(**_info("mnist", "MLP3 784-1024x3-10", _mlp_layout("mnist", (1024,) * 3)))
+def nitro_mlp3(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """NITRO-D's MLP3 784-1024x3-10 on MNIST (nitro_d.md sec. 8), with random crops."""
+    return _mlp("nitro_mlp3", "mnist", (1024,) * 3, seed, width_div, options, **{**_MLP, "augment": True})
+
+
+@register_model(**_info("fmnist", "MLP3 784-1024x3-10", _mlp_layout("fmnist", (1024,) * 3)))
+def nitro_mlp3_fmnist(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """NITRO-D's MLP3 784-1024x3-10 on Fashion-MNIST (nitro_d.md sec. 8), with random crops and flips."""
+    return _mlp("nitro_mlp3_fmnist", "fmnist", (1024,) * 3, seed, width_div, options, **{**_MLP, "augment": True})
+
+
+@register_model(**_info("cifar10", "MLP4 3072-3000x3-10", _mlp_layout("cifar10", (3000,) * 3)))
+def nitro_mlp4(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """NITRO-D's MLP4 3072-3000x3-10 on CIFAR-10 (nitro_d.md sec. 8): crops and flips, 10 % dropout."""
+    return _mlp("nitro_mlp4", "cifar10", (3000,) * 3, seed, width_div, options, dropout_pct=10, augment=True,
+                ensemble=False)
+
+
+_VGG8B_LAYOUT = dict(kind="cnn", convs=VGG8B, fc=(1024,))
+
+
+@register_model(**_info("cifar10", "VGG8B", _VGG8B_LAYOUT))
+def nitro_vgg8b(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """NITRO-D's VGG8B on CIFAR-10 (nitro_d.md sec. 8): crops and flips, 15 % dropout."""
+    return _cnn("nitro_vgg8b", "cifar10", VGG8B, (1024,), seed, width_div, options, dropout_pct=15, **_VGG)
+
+
+@register_model(**_info("mnist", "VGG8B", _VGG8B_LAYOUT))
+def nitro_vgg8b_mnist(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """NITRO-D's VGG8B on MNIST (nitro_d.md sec. 8): random crops, no dropout."""
+    return _cnn("nitro_vgg8b_mnist", "mnist", VGG8B, (1024,), seed, width_div, options, dropout_pct=0, **_VGG)
+
+
+@register_model(**_info("fmnist", "VGG8B", _VGG8B_LAYOUT))
+def nitro_vgg8b_fmnist(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """NITRO-D's VGG8B on Fashion-MNIST (nitro_d.md sec. 8): crops and flips, 10 % dropout."""
+    return _cnn("nitro_vgg8b_fmnist", "fmnist", VGG8B, (1024,), seed, width_div, options, dropout_pct=10, **_VGG)
+
+
+@register_model(**_info("cifar10", "VGG11B", dict(kind="cnn", convs=VGG11B, fc=(1024,))))
+def nitro_vgg11b(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """NITRO-D's VGG11B on CIFAR-10 (nitro_d.md sec. 8): crops and flips, no dropout."""
+    return _cnn("nitro_vgg11b", "cifar10", VGG11B, (1024,), seed, width_div, options, dropout_pct=0, **_VGG)
+
+
+_SMALL_LAYOUT = dict(kind="cnn", convs=SMALL_CNN, fc=())
+
+
+@register_model(**_info("cifar10", "small CNN (VGG8B convs / 4)", _SMALL_LAYOUT))
+def nitro_small_cnn(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """The small CNN (:data:`SMALL_CNN`: nitro_d.md sec. 8's VGG8B convs at a quarter width, no FC block) on
+    CIFAR-10: crops and flips, 10 % dropout, predictions from the sum of all heads."""
+    return _cnn("nitro_small_cnn", "cifar10", SMALL_CNN, (), seed, width_div, options, dropout_pct=10, **_SMALL)
+
+
+@register_model(**_info("mnist", "small CNN (VGG8B convs / 4)", _SMALL_LAYOUT))
+def nitro_small_cnn_mnist(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """The small CNN (:data:`SMALL_CNN`, after nitro_d.md sec. 8's VGG8B) on MNIST: random crops, no dropout,
+    predictions from the sum of all heads."""
+    return _cnn("nitro_small_cnn_mnist", "mnist", SMALL_CNN, (), seed, width_div, options, dropout_pct=0, **_SMALL)
+
+
+@register_model(**_info("fmnist", "small CNN (VGG8B convs / 4)", _SMALL_LAYOUT))
+def nitro_small_cnn_fmnist(seed: int = 0, width_div: int = 1, **options) -> NitroNet:
+    """The small CNN (:data:`SMALL_CNN`, after nitro_d.md sec. 8's VGG8B) on Fashion-MNIST: crops and flips,
+    10 % dropout, predictions from the sum of all heads."""
+    return _cnn("nitro_small_cnn_fmnist", "fmnist", SMALL_CNN, (), seed, width_div, options, dropout_pct=10,
+                **_SMALL)

@@ -192,15 +192,18 @@ def _log2(v: int) -> int:
 
 
 _INFO = dict(kind="integer", rule="dfa", num_classes=10)
+_MNIST_SIZES, _FMNIST_SIZES = (784, 100, 50, 10), (784, 200, 100, 50, 10)
 
 
-@register_model("pocketnn_mlp_mnist", dataset="mnist", input_shape=dataset_info("mnist").shape, **_INFO)
+@register_model("pocketnn_mlp_mnist", dataset="mnist", input_shape=dataset_info("mnist").shape,
+                layout=dict(kind="mlp", sizes=_MNIST_SIZES, activation="tanh"), **_INFO)
 def pocketnn_mlp_mnist(seed: int = 0, variant: str = "improved", **kwargs) -> PocketMLP:
     """PocketNN's MNIST MLP 784-100-50-10 (84,060 parameters); see :class:`PocketMLP` for ``variant`` and options."""
-    return PocketMLP((784, 100, 50, 10), variant=variant, seed=seed, **kwargs)
+    return PocketMLP(_MNIST_SIZES, variant=variant, seed=seed, **kwargs)
 
 
-@register_model("pocketnn_mlp_fmnist", dataset="fmnist", input_shape=dataset_info("fmnist").shape, **_INFO)
+@register_model("pocketnn_mlp_fmnist", dataset="fmnist", input_shape=dataset_info("fmnist").shape,
+                layout=dict(kind="mlp", sizes=_FMNIST_SIZES, activation="tanh"), **_INFO)
 def pocketnn_mlp_fmnist(seed: int = 0, variant: str = "improved", **kwargs) -> PocketMLP:
     """PocketNN's Fashion-MNIST MLP 784-200-100-50-10 (182,660 parameters); see :class:`PocketMLP`."""
-    return PocketMLP((784, 200, 100, 50, 10), variant=variant, seed=seed, **kwargs)
+    return PocketMLP(_FMNIST_SIZES, variant=variant, seed=seed, **kwargs)

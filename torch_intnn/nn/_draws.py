@@ -5,13 +5,22 @@ itself. Modules that draw call :func:`randint` with the ``generator`` they were 
 ``torch.Generator`` (eager: draw now) or a :class:`Draws` (compiled: hand out the next tensor drawn ahead, in
 the same order, from the same generator, so the values are the same bit for bit). :class:`DrawRecorder`
 learns the sequence of draws of a forward pass (bounds, shapes, dtypes) once, from a one-image forward.
+:func:`counter_generator` is the one seed mixer: every stream of randomness (a rule's steps, a loader's
+epochs) is seeded from ``(seed, counter)`` by it, so a resumed run, which restores the counter, draws the same.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["Draws", "DrawRecorder", "randint"]
+__all__ = ["Draws", "DrawRecorder", "counter_generator", "randint"]
+
+_MIX = 1_000_003  # prime; (seed, counter) pairs with counters below it never share a generator seed
+
+
+def counter_generator(seed: int, counter: int) -> torch.Generator:
+    """A ``torch.Generator`` seeded from ``(seed, counter)``: ``seed * 1_000_003 + counter`` (mod 2**64)."""
+    return torch.Generator().manual_seed((seed * _MIX + counter) % (1 << 64))
 
 
 class Draws:
