@@ -70,6 +70,7 @@ class LearningRule(nn.Module):
     """
 
     lr_milestones: tuple[int, ...] = ()
+    loss_unit: int = 1  # the integer loss counts this many per unit it is logged in (DFA: 16 per nat)
 
     def __init__(self, model: nn.Module, seed: int = 0, lr_inv: int = 512) -> None:
         super().__init__()

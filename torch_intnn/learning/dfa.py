@@ -290,6 +290,7 @@ class DFA(DirectFeedback):
 
     variant = "improved"
     e_bits = _bits(E_ONE)
+    loss_unit = _LOGIT_ONE  # the loss is in 1/16 nat
 
     def __init__(
         self,

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from torch_intnn.lightning._logging import RunLogging
 from torch_intnn.nn.nitro_blocks import pool_to_d
 from torch_intnn.models import create_model
 from torch_intnn.ops._checks import check_int_arg
@@ -32,7 +33,7 @@ __all__ = ["FloatClassifier"]
 RULES = ("bp", "dfa", "les")
 
 
-class FloatClassifier(pl.LightningModule):
+class FloatClassifier(RunLogging, pl.LightningModule):
     """Train a registered float twin with backprop, DFA or local error signals.
 
     Args:
@@ -47,6 +48,9 @@ class FloatClassifier(pl.LightningModule):
             (``torch.optim.swa_utils.AveragedModel``); validation, test and ``forward`` then use the average.
             ``0`` (the default) keeps no average.
         seed: seed of the weights and DFA feedback matrices (default: ``seed_everything``'s).
+        histogram_every_n_epochs: how often weight histograms are written (0 = never).
+
+    Logs the tags an integer run logs (:mod:`torch_intnn.lightning._logging`), so the two overlay in TensorBoard.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class FloatClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         ema: float = 0.0,
         seed: int | None = None,
+        histogram_every_n_epochs: int = 1,
     ) -> None:
         super().__init__()
         if rule not in RULES:
@@ -76,6 +81,8 @@ class FloatClassifier(pl.LightningModule):
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         check_int_arg("les_dim", les_dim, 1)
+        check_int_arg("histogram_every_n_epochs (0 = never)", histogram_every_n_epochs, 0)
+        self.histogram_every_n_epochs = histogram_every_n_epochs
         self.save_hyperparameters()
         seed = 0 if seed is None else seed
         self.net = create_model(model, seed=seed, **(model_args or {}))
@@ -155,11 +162,19 @@ class FloatClassifier(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._reset("train")
+        self._log_lr(self.optimizers().param_groups[0]["lr"])
 
     def on_train_epoch_end(self) -> None:
-        self._log_acc("train")
-        loss_sum, seen = self._counts["train"][2], self._counts["train"][1]
-        self.log("train/loss", float(loss_sum) / max(int(seen), 1))
+        correct, seen, loss_sum = self._counts["train"]
+        seen = max(int(seen), 1)
+        self._log_train(int(correct) / seen, float(loss_sum) / seen)
+        self._log_weight_histograms(self.net.named_parameters())
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self._save_best(checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._load_best(checkpoint)
 
     def on_validation_epoch_start(self) -> None:
         self._reset("val")
@@ -168,7 +183,8 @@ class FloatClassifier(pl.LightningModule):
         self._count("val", self.eval_net(batch[0]), batch[1])
 
     def on_validation_epoch_end(self) -> None:
-        self._log_acc("val", prog_bar=True)
+        correct, seen, _ = self._counts["val"]
+        self._log_val(int(correct) / max(seen, 1))
 
     def on_test_epoch_start(self) -> None:
         self._reset("test")
@@ -189,6 +205,6 @@ class FloatClassifier(pl.LightningModule):
         if loss is not None:
             counts[2] = counts[2] + loss.detach() * len(y)
 
-    def _log_acc(self, split: str, prog_bar: bool = False) -> None:
+    def _log_acc(self, split: str) -> None:
         correct, seen, _ = self._counts[split]
-        self.log(f"{split}/acc", int(correct) / max(seen, 1), prog_bar=prog_bar)
+        self.log(f"{split}/acc", int(correct) / max(seen, 1))

@@ -5,9 +5,9 @@ Manual optimisation: each training step runs ``rule.train_step`` (integer forwar
 wrapper, which finds nothing left to apply but counts the step (``max_steps``, step-based checkpoints and
 ``global_step`` work). Integers become floats only when logged, after the step.
 
-Logged: ``train/loss`` (the rule's integer loss per sample, epoch mean; ``train/step_loss`` per step),
-``train/acc`` (on pre-update outputs), ``val/acc``,
-``test/acc``, rule counters such as ``train/saturated``, weight histograms, and ``train/lr_inv``.
+Logged: the tags every run logs (:mod:`torch_intnn.lightning._logging`: accuracies, ``train/loss`` in nats
+for DFA, ``train/lr``, histograms of the trained weights, ``hp_metric``), plus ``train/step_loss`` per step,
+``train/lr_inv``, ``train/weight_saturated`` and the rule's counters such as ``train/saturated``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from torch_intnn.learning import RuleFactory, build_rule, rule_config
 from torch_intnn.learning.base import check_batch
+from torch_intnn.lightning._logging import RunLogging
 from torch_intnn.lightning.checkpoint import DIGEST_KEY, CheckpointError, check_state, state_digest
 from torch_intnn.models import create_model
 from torch_intnn.ops._checks import check_int_arg
@@ -36,7 +37,7 @@ def _effective(hparams) -> dict:
     return hparams
 
 
-class IntegerClassifier(pl.LightningModule):
+class IntegerClassifier(RunLogging, pl.LightningModule):
     """Train a registered integer model with a registered learning rule.
 
     Args:
@@ -94,6 +95,7 @@ class IntegerClassifier(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[DIGEST_KEY] = state_digest(checkpoint)
+        self._save_best(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Refuse a checkpoint of another model, rule or setting, or one whose integer state fails its digest or
@@ -108,6 +110,7 @@ class IntegerClassifier(pl.LightningModule):
             raise CheckpointError(f"{where} was trained with other settings ({pairs}); load it with the recipe it "
                                   "was trained with")
         check_state(checkpoint, self, where)
+        self._load_best(checkpoint)
 
     # ---- training -------------------------------------------------------------------------------------------
 
@@ -119,7 +122,10 @@ class IntegerClassifier(pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._reset("train")
-        self.rule.on_train_epoch_start(self.current_epoch, self.optimizers().optimizer)
+        opt = self.optimizers().optimizer
+        self.rule.on_train_epoch_start(self.current_epoch, opt)
+        self._log_lr(1 / opt.param_groups[0]["lr_inv"])
+        self.log("train/lr_inv", float(opt.param_groups[0]["lr_inv"]))
 
     def training_step(self, batch, batch_idx: int) -> None:
         x, y = batch
@@ -128,21 +134,20 @@ class IntegerClassifier(pl.LightningModule):
         stats = self.rule.train_step(x, y, opt.optimizer)  # the whole integer step, update included
         opt.step()  # nothing is pending: Lightning counts the step
         self._accumulate("train", stats, len(y))
-        self.log("train/step_loss", int(stats["loss"]) / max(len(y), 1), prog_bar=True)
+        self.log("train/step_loss", int(stats["loss"]) / self.rule.loss_unit / max(len(y), 1), prog_bar=True)
 
     def on_train_epoch_end(self) -> None:
         counts = self._counts["train"]
         seen = max(int(counts["seen"]), 1)
-        self.log("train/acc", int(counts["correct"]) / seen)
-        self.log("train/loss", int(counts["loss"]) / seen)
+        opt = self.optimizers().optimizer
+        self._log_train(int(counts["correct"]) / seen, int(counts["loss"]) / self.rule.loss_unit / seen)
         for key, value in counts.items():
             if key not in ("seen", "correct", "loss"):
                 self.log(f"train/{key}", float(int(value)))
-        opt = self.optimizers().optimizer
-        self.log("train/lr_inv", float(opt.param_groups[0]["lr_inv"]))
         self.log("train/weight_saturated", float(int(opt.saturated)))
         opt.saturated.zero_()
-        self._log_histograms()
+        self._log_weight_histograms((opt.names.get(id(p), f"param{i}"), p)
+                                    for i, p in enumerate(p for g in opt.param_groups for p in g["params"]))
 
     # ---- evaluation -----------------------------------------------------------------------------------------
 
@@ -154,7 +159,7 @@ class IntegerClassifier(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         correct, seen = int(self._counts["val"]["correct"]), int(self._counts["val"]["seen"])
-        self.log("val/acc", correct / max(seen, 1), prog_bar=True)
+        self._log_val(correct / max(seen, 1))
         if not self.trainer.sanity_checking and self.trainer.state.fn == "fit":
             self.rule.on_validation_end(correct, seen, self.optimizers().optimizer)
             if self.rule.should_stop and not self.trainer.should_stop:
@@ -187,12 +192,3 @@ class IntegerClassifier(pl.LightningModule):
         counts["seen"] += n
         for key, value in stats.items():
             counts[key] = counts.get(key, 0) + value.detach()
-
-    def _log_histograms(self) -> None:
-        every = self.histogram_every_n_epochs
-        experiment = getattr(self.logger, "experiment", None)
-        if not every or self.current_epoch % every or not hasattr(experiment, "add_histogram"):
-            return
-        for name, buf in self.net.named_buffers():
-            if buf.numel() > 1 and not buf.is_floating_point():
-                experiment.add_histogram(f"weights/{name}", buf.detach().cpu().numpy(), self.global_step)
