@@ -20,6 +20,8 @@ commands:
                              evaluate a checkpoint on the validation split
   test --config RECIPE --ckpt_path CKPT
                              evaluate a checkpoint on the test set
+  predict --config RECIPE --ckpt_path CKPT [--data.predict_split test|val|train] [--predictions.path FILE]
+                             write a checkpoint's predictions (index,label,prediction) to a CSV file
   compare RECIPE [RECIPE ...] [--seeds S ...] [--out DIR] [--reuse] [-- FIT ARGS]
                              train integer and float runs per seed, write a table, a plot and one TensorBoard folder
   bench kernels | train      integer kernel / training-step throughput next to float32, the CPU named

@@ -278,3 +278,28 @@ def test_the_rules_early_stopping_ends_the_fit(fake_root, tmp_path):
 
     assert fit(1) == (2, True)
     assert fit(0) == (5, False)
+
+
+@pytest.mark.parametrize("split", ["test", "val"])
+def test_cli_predict_writes_one_prediction_per_image_of_the_split(fake_root, tmp_path, monkeypatch, capsys, split):
+    from torch_intnn.cli import main
+
+    model = IntegerClassifier("toy_linear", rule="toy")
+    dm = MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200)
+    trainer = _trainer(tmp_path, max_steps=10)
+    trainer.fit(model, dm)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    (expected,) = trainer.test(model, dm, verbose=False) if split == "test" else trainer.validate(model, dm, verbose=False)
+    recipe = _toy_recipe(tmp_path, 1)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "p.csv"
+    main(["predict", "--config", str(recipe), "--data.root", str(fake_root), "--data.predict_split", split,
+          "--ckpt_path", str(tmp_path / "m.ckpt"), "--predictions.path", str(out)])
+    assert f"to {out}" in capsys.readouterr().out
+    rows = out.read_text().splitlines()
+    assert rows[0] == "index,label,prediction"
+    images, labels = (dm.test_images, dm.test_labels) if split == "test" else (dm.val_images, dm.val_labels)
+    assert [int(r.split(",")[0]) for r in rows[1:]] == list(range(len(labels)))
+    assert [int(r.split(",")[1]) for r in rows[1:]] == labels.tolist()
+    right = sum(r.split(",")[1] == r.split(",")[2] for r in rows[1:]) / len(labels)
+    assert right == pytest.approx(expected["test/acc" if split == "test" else "val/acc"])

@@ -1,4 +1,4 @@
-"""``intnn fit | validate | test``: LightningCLI over the recipes in ``recipes/``.
+"""``intnn fit | validate | test | predict``: LightningCLI over the recipes in ``recipes/``.
 
 On top of plain LightningCLI: a checkpoint callback that keeps the best model on ``val/acc`` and, after every epoch,
 the last one (:class:`~torch_intnn.lightning.checkpoint.BestAndLastCheckpoint`);
@@ -24,11 +24,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from torch_intnn.lightning.checkpoint import BestAndLastCheckpoint, CheckpointError, load_checkpoint
 
-__all__ = ["FitClock", "IntnnCLI", "run"]
+__all__ = ["FitClock", "IntnnCLI", "PredictionWriter", "run"]
 
 _DEFAULT_RUN_NAME = "intnn"
 _NO_RESULT_ARGS = ("compile", "histogram_every_n_epochs")  # module arguments that change no result
@@ -52,6 +53,30 @@ class FitClock(pl.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.seconds = float(state_dict["seconds"])
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes what ``intnn predict`` predicts to a CSV file, one line per image: ``index,label,prediction``
+    (``index`` counts the images of the data module's ``predict_split`` in order).
+
+    Args:
+        path: the file; default ``predictions.csv`` in the run folder (printed when written).
+    """
+
+    def __init__(self, path: str | None = None) -> None:
+        super().__init__(write_interval="epoch")
+        self.path = path
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        path = Path(self.path or Path(trainer.log_dir or ".") / "predictions.csv")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = ["index,label,prediction"]
+        for out in predictions:
+            for pred, label in zip(out["prediction"].tolist(), out["label"].tolist()):
+                rows.append(f"{len(rows) - 1},{label},{pred}")
+        path.write_text("\n".join(rows) + "\n")
+        right = sum(1 for row in rows[1:] if row.split(",")[1] == row.split(",")[2])
+        print(f"wrote {len(rows) - 1} predictions ({100 * right / max(len(rows) - 1, 1):.2f}% right) to {path}")
 
 
 class IntnnArgumentParser(LightningArgumentParser):
@@ -104,6 +129,7 @@ class IntnnCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(FitClock, "clock")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config

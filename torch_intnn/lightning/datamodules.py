@@ -15,6 +15,8 @@ from torch_intnn.ops._checks import check_int_arg
 
 __all__ = ["IntDataModule", "MNISTDataModule", "FashionMNISTDataModule", "CIFAR10DataModule"]
 
+_SPLITS = ("test", "val", "train")
+
 
 class IntDataModule(pl.LightningDataModule):
     """Integer images of one torchvision dataset.
@@ -29,6 +31,8 @@ class IntDataModule(pl.LightningDataModule):
         train_subset: if set, train on only this many images (quick runs and tests).
         seed: seed of the per-epoch shuffle (each epoch's order is drawn from ``(seed, epoch)``); default:
             ``seed_everything``'s value under ``intnn fit``, else 0.
+        predict_split: the split ``intnn predict`` (``trainer.predict``) reads: ``"test"``, ``"val"`` or
+            ``"train"`` (the training images left after the validation split, in their stored order).
     """
 
     dataset = "mnist"
@@ -41,8 +45,12 @@ class IntDataModule(pl.LightningDataModule):
         val_size: int = 5000,
         train_subset: int | None = None,
         seed: int | None = None,
+        predict_split: str = "test",
     ) -> None:
         super().__init__()
+        if predict_split not in _SPLITS:
+            raise ValueError(f"predict_split must be one of {', '.join(_SPLITS)}, got {predict_split!r}")
+        self.predict_split = predict_split
         check_int_arg("batch_size", batch_size, 1)
         check_int_arg("eval_batch_size", eval_batch_size, 1)
         check_int_arg("val_size", val_size, 0)
@@ -60,7 +68,8 @@ class IntDataModule(pl.LightningDataModule):
         load_split(self.dataset, self.root, train=False)
 
     def setup(self, stage: str | None = None) -> None:
-        if stage in ("fit", "validate", None) and not hasattr(self, "train_images"):
+        reads_train = stage in ("fit", "validate", None) or (stage == "predict" and self.predict_split != "test")
+        if reads_train and not hasattr(self, "train_images"):
             images, labels = load_split(self.dataset, self.root, train=True)
             train_idx, val_idx = train_val_split(len(images), self.val_size)
             if self.train_subset is not None:
@@ -70,7 +79,8 @@ class IntDataModule(pl.LightningDataModule):
                 train_idx = train_idx[: self.train_subset]
             self.train_images, self.train_labels = images[train_idx], labels[train_idx]
             self.val_images, self.val_labels = images[val_idx], labels[val_idx]
-        if stage in ("test", "predict", None) and not hasattr(self, "test_images"):
+        reads_test = stage in ("test", None) or (stage == "predict" and self.predict_split == "test")
+        if reads_test and not hasattr(self, "test_images"):
             self.test_images, self.test_labels = load_split(self.dataset, self.root, train=False)
 
     def train_dataloader(self) -> BatchLoader:
@@ -83,6 +93,11 @@ class IntDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> BatchLoader:
         return BatchLoader(self.test_images, self.test_labels, self.eval_batch_size)
+
+    def predict_dataloader(self) -> BatchLoader:
+        """The ``predict_split`` images with their labels, in order (no shuffle)."""
+        split = self.predict_split
+        return BatchLoader(getattr(self, f"{split}_images"), getattr(self, f"{split}_labels"), self.eval_batch_size)
 
     def describe(self) -> str:
         return f"{self.dataset} at {resolve_root(self.root).resolve()}"

@@ -192,6 +192,11 @@ class FloatClassifier(RunLogging, pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._count("test", self.eval_net(batch[0]), batch[1])
 
+    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Predicted classes (N,) int64 of a batch, with its labels (``intnn predict`` writes both)."""
+        x, y = batch
+        return {"prediction": self.eval_net(x).argmax(1), "label": y}
+
     def on_test_epoch_end(self) -> None:
         self._log_acc("test")
 

@@ -173,6 +173,11 @@ class IntegerClassifier(RunLogging, pl.LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._evaluate("test", batch)
 
+    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Predicted classes (N,) int64 of a batch, with its labels (``intnn predict`` writes both)."""
+        x, y = batch
+        return {"prediction": self.rule.predict(x).argmax(1), "label": y}
+
     def on_test_epoch_end(self) -> None:
         counts = self._counts["test"]
         self.log("test/acc", int(counts["correct"]) / max(int(counts["seen"]), 1))
