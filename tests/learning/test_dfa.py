@@ -308,3 +308,46 @@ def test_each_compiled_rule_has_its_own_graphs():
             rule_b.compile_step(backend="eager")
             assert _run_steps(rule_a, opt_a, 3) == _run_steps(rule_b, opt_b, 3, compiled=True)
             assert torch.equal(model_a.linears[0].weight, model_b.linears[0].weight)
+
+
+def test_a_plain_sequential_of_the_packages_layers_trains_as_the_model_it_is_made_of():
+    """FaithfulDFA finds the IntLinear layers and their activations in an nn.Sequential itself: a Sequential
+    of a faithful PocketMLP's own modules trains bit for bit as the PocketMLP does."""
+    from torch import nn
+
+    from torch_intnn.nn import IntFlatten
+
+    def pair(seed):
+        model = create_model("pocketnn_mlp_mnist", variant="faithful", seed=seed)
+        layers = [m for lin, act in zip(model.linears, model.acts) for m in (lin, act)]
+        return model, nn.Sequential(model.input, IntFlatten(), *layers)
+
+    x, y = _batch()
+    reference, _ = pair(0)
+    model, seq = pair(1)
+    seq.load_state_dict(nn.Sequential(reference.input, IntFlatten(),
+                                      *[m for p in zip(reference.linears, reference.acts) for m in p]).state_dict())
+    for net in (reference, seq):
+        rule = create_rule("dfa_faithful", net, seed=7)
+        opt = rule.configure_optimizer()
+        for _ in range(3):
+            rule.train_step(x, y, opt)
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(reference.linears, model.linears))
+    assert int(model.linears[0].weight.abs().sum()) > 0
+
+
+def test_dfa_names_what_it_cannot_train_through():
+    from torch import nn
+
+    from torch_intnn.nn import IntConv2d, IntFlatten, IntLinear, NitroReLU
+    from torch_intnn.nn.activations import PocketTanh
+
+    with pytest.raises(TypeError, match="cannot train through NitroReLU '2'"):
+        create_rule("dfa_faithful", nn.Sequential(IntFlatten(), IntLinear(784, 10), NitroReLU()))
+    with pytest.raises(TypeError, match="cannot train through IntConv2d '0'"):
+        create_rule("dfa_faithful", nn.Sequential(IntConv2d(1, 4, 3), IntFlatten(), IntLinear(4, 10), PocketTanh(4)))
+    with pytest.raises(TypeError, match="output layer '3' needs an activation"):
+        create_rule("dfa_faithful", nn.Sequential(IntFlatten(), IntLinear(784, 10), PocketTanh(784), IntLinear(10, 10)))
+    with pytest.raises(ValueError, match="fixed-point units.*FaithfulDFA"):
+        create_rule("dfa", nn.Sequential(IntFlatten(), IntLinear(784, 10), PocketTanh(784), IntLinear(10, 10),
+                                         PocketTanh(10)))

@@ -10,8 +10,9 @@ batch), so all layers can be updated at once from one broadcast of ``e``.
     opt = rule.configure_optimizer()
     stats = rule.step(x, y, opt); opt.step()               # x raw uint8 (N, 1, 28, 28), y int64 (N,)
 
-The model must have ``linears`` and ``acts`` (equal-length ``nn.ModuleList``: IntLinear layers, each followed
-by an activation exposing ``inv_slope`` / ``slope`` after a training-mode forward; output layer last), and for
+The model's IntLinear layers, each followed by an activation exposing ``inv_slope`` / ``slope`` after a
+training-mode forward (output layer last), are listed by ``linears`` and ``acts`` or found in any module tree,
+such as a plain ``nn.Sequential`` (:func:`feedback_layers`); for
 :class:`DFA` also ``input_one`` and ``weight_one`` (the integers meaning 1.0; see :mod:`torch_intnn.models.pocketnn`).
 
 Two rules over one base (:class:`DirectFeedback`: feedback matrices, the layer loop, the optimizer hand-over):
@@ -66,13 +67,15 @@ from torch import nn
 from torch_intnn.learning.base import LearningRule, register_rule
 from torch_intnn.learning.schedule import cosine_divisor
 from torch_intnn.learning.sgd import IntegerSGD
+from torch_intnn.nn._weight_layer import IntWeightLayer
 from torch_intnn.nn.init import uniform_nonzero_int_
+from torch_intnn.nn.linear import IntLinear
 from torch_intnn.ops._checks import check_int_arg
 from torch_intnn.ops.augment import crop_flip
 from torch_intnn.ops.matmul import int_matmul
 from torch_intnn.ops.rounding import div_floor, div_trunc, shift_round
 
-__all__ = ["DFA", "DirectFeedback", "E_ONE", "FaithfulDFA", "TARGET"]
+__all__ = ["DFA", "DirectFeedback", "E_ONE", "FaithfulDFA", "TARGET", "feedback_layers"]
 
 TARGET = 15  # faithful: target value of the true class (UNSIGNED_4BIT_MAX)
 E_ONE = 1024  # improved: the output error e = p - onehot in units of 1/1024
@@ -87,6 +90,47 @@ _DECAY_EVERY = 16  # weight decay is applied every 16 steps, 16 times as strong
 def _bits(bound: int) -> int:
     """Signed width holding every value in [-bound, bound]."""
     return max(2, int(bound).bit_length() + 1)
+
+
+def feedback_layers(model: nn.Module) -> list[tuple[IntLinear, nn.Module]]:
+    """The (layer, activation) pairs a DFA rule trains, output layer last: ``zip(model.linears, model.acts)``
+    when the model lists them (PocketMLP), else found in module order in any module tree (an ``nn.Sequential``
+    of ``IntLinear`` layers, each followed by a pocket activation; flattens and input layers in between).
+
+    Raises ``TypeError`` naming the first module DFA cannot train through (another weight layer, an activation
+    without ``slope`` / ``inv_slope``) or an ``IntLinear`` without its activation.
+    """
+    if hasattr(model, "linears") and hasattr(model, "acts"):
+        return list(zip(model.linears, model.acts))
+    pairs, pending = [], None
+    for name, module in model.named_modules():
+        if next(module.children(), None) is not None:
+            continue  # a container: its leaves come next
+        if isinstance(module, IntLinear):
+            if pending is not None:
+                raise TypeError(f"DFA: IntLinear '{pending[0]}' is followed by IntLinear '{name}' without an "
+                                f"activation between; put a pocket activation (PocketTanh, ...) after each layer")
+            pending = (name, module)
+        elif isinstance(module, IntWeightLayer) or _is_activation(module):
+            if not (hasattr(type(module), "slope") and hasattr(type(module), "inv_slope")):
+                raise TypeError(f"DFA cannot train through {type(module).__name__} '{name}': it trains IntLinear "
+                                f"layers, each followed by a pocket activation (slope / inv_slope)")
+            if pending is None:
+                raise TypeError(f"DFA: activation '{name}' follows no IntLinear layer")
+            pairs.append((pending[1], module))
+            pending = None
+    if pending is not None:
+        raise TypeError(f"DFA: the output layer '{pending[0]}' needs an activation after it (PocketTanh, or "
+                        f"PocketRescale for logits)")
+    if len(pairs) < 2:
+        raise TypeError(f"DFA needs at least one hidden IntLinear layer and an output layer; found {len(pairs)} in "
+                        f"{type(model).__name__}")
+    return pairs
+
+
+def _is_activation(module: nn.Module) -> bool:
+    """A module that shapes values and keeps something for a backward pass: pocket and NITRO activations."""
+    return hasattr(type(module), "slope") or hasattr(module, "backward")
 
 
 class DirectFeedback(LearningRule):
@@ -118,7 +162,8 @@ class DirectFeedback(LearningRule):
         if backward not in ("slope", "inv_slope"):
             raise ValueError(f"{name} backward must be 'slope' or 'inv_slope', got {backward!r}")
         self.backward, self.rounding, self.residual = backward, rounding, residual
-        layers = list(zip(model.linears, model.acts))
+        self.layers = feedback_layers(model)
+        layers = self.layers
         sizes = [lin.in_features for lin, _ in layers] + [layers[-1][0].out_features]
         gen = torch.Generator().manual_seed(seed)
         self.bounds = []
@@ -149,7 +194,7 @@ class DirectFeedback(LearningRule):
 
     @property
     def num_classes(self) -> int:
-        return self.model.linears[-1].out_features
+        return self.layers[-1][0].out_features
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, optimizer: IntegerSGD) -> dict[str, torch.Tensor]:
         """One DFA step on raw uint8 images ``x`` (N, C, H, W) and int64 labels ``y`` (N,); gradients go to
@@ -163,7 +208,7 @@ class DirectFeedback(LearningRule):
 
     def parameters_in_order(self) -> list[torch.Tensor]:
         """The model's weight buffers in the order of :meth:`configure_optimizer`'s groups and of the gradients."""
-        return [p for lin in self.model.linears for p in (lin.weight, lin.bias) if p is not None]
+        return [p for lin, _ in self.layers for p in (lin.weight, lin.bias) if p is not None]
 
     def prepare(self, x: torch.Tensor, y: torch.Tensor) -> tuple:
         """The host-side part of a step: the augmentation drawn from (seed, steps), the step counter advanced,
@@ -193,7 +238,7 @@ class DirectFeedback(LearningRule):
         scores = model(x)  # (N, C)
         correct = (scores.argmax(1) == y).sum()
         e, loss = self._error(scores, y)
-        layers = list(zip(model.linears, model.acts))
+        layers = self.layers
         # All hidden projections e @ B_k in one product: (N, C) @ (C, n_1 + ... + n_{L-1})
         feedback = torch.cat([self.feedback(k) for k in range(len(layers) - 1)], 1)
         g_all = int_matmul(e, feedback, a_bits=self.e_bits, b_bits=_bits(max(self.bounds)))  # K = classes: small
@@ -317,7 +362,12 @@ class DFA(DirectFeedback):
         check_int_arg("DFA augment_shift (pixels)", augment_shift, 0, _MAX_SHIFT)
         if decay_shift is not None:
             check_int_arg("DFA decay_shift (None = off)", decay_shift, 1, 62)
-        classes = model.linears[-1].out_features
+        classes = self.num_classes
+        for unit in ("input_one", "weight_one"):
+            if not hasattr(model, unit):
+                raise ValueError(f"DFA reads the fixed-point units of its model (input_one, weight_one; see "
+                                 f"torch_intnn.models.pocketnn), which {type(model).__name__} lacks; build a "
+                                 f"PocketMLP, or train layers of your own with FaithfulDFA ('dfa_faithful')")
         check_int_arg(f"DFA label_smoothing (1/{E_ONE} per class, {classes} classes)", label_smoothing, 0,
                       E_ONE // classes)
         if cosine_epochs is not None:
@@ -340,7 +390,7 @@ class DFA(DirectFeedback):
     def configure_optimizer(self) -> IntegerSGD:
         """IntegerSGD with one group per layer, divisor ``lr_inv * amp_k`` (module docstring)."""
         groups = []
-        for k, lin in enumerate(self.model.linears):
+        for k, (lin, _) in enumerate(self.layers):
             params = [p for p in (lin.weight, lin.bias) if p is not None]
             groups.append({"params": params, "amp": self._amp(k)})
         return IntegerSGD(groups, lr_inv=self.lr_inv, rounding=self.rounding, weight_bits=16, residual=self.residual)
