@@ -345,7 +345,7 @@ def test_dfa_names_what_it_cannot_train_through():
     with pytest.raises(TypeError, match="cannot train through NitroReLU '2'"):
         create_rule("dfa_faithful", nn.Sequential(IntFlatten(), IntLinear(784, 10), NitroReLU()))
     with pytest.raises(TypeError, match="cannot train through IntConv2d '0'"):
-        create_rule("dfa_faithful", nn.Sequential(IntConv2d(1, 4, 3), IntFlatten(), IntLinear(4, 10), PocketTanh(4)))
+        create_rule("dfa_faithful", nn.Sequential(IntConv2d(1, 4, 3), IntFlatten(), IntLinear(2704, 10), PocketTanh(2704)))
     with pytest.raises(TypeError, match="output layer '3' needs an activation"):
         create_rule("dfa_faithful", nn.Sequential(IntFlatten(), IntLinear(784, 10), PocketTanh(784), IntLinear(10, 10)))
     with pytest.raises(ValueError, match="fixed-point units.*FaithfulDFA"):

@@ -97,6 +97,14 @@ def test_bad_input():
     with pytest.raises(ValueError, match="8-bit"):
         layer(torch.full((1, 3, 5, 5), 1000, dtype=torch.int16))
     with pytest.raises(ValueError, match="positive channels"):
-        IntConv2d(0, 4)
+        IntConv2d(0, 4, 3)
     with pytest.raises(ValueError, match="init"):
-        IntConv2d(3, 4, init="orthogonal")
+        IntConv2d(3, 4, 3, init="orthogonal")
+
+
+def test_constructor_defaults_mirror_torch_nn_conv2d():
+    """``IntConv2d(c_in, c_out, k)`` means what ``nn.Conv2d(c_in, c_out, k)`` means: no padding, a bias."""
+    x = torch.randint(-128, 128, (2, 3, 9, 7), dtype=torch.int8)
+    layer, ref = IntConv2d(3, 4, 3, generator=gen()), torch.nn.Conv2d(3, 4, 3)
+    assert layer.padding == ref.padding[0] == 0 and layer.bias is not None and ref.bias is not None
+    assert layer(x).shape == ref(x.float()).shape == (2, 4, 7, 5)

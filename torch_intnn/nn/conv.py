@@ -15,8 +15,8 @@ class IntConv2d(IntWeightLayer):
     """Exact stride-1 integer convolution through im2col on int8 limbs (:func:`torch_intnn.ops.conv.conv2d`).
 
     Args:
-        in_channels, out_channels, kernel_size, padding, bias: as ``torch.nn.Conv2d`` (stride 1, dilation 1,
-            groups 1 only).
+        in_channels, out_channels, kernel_size, padding, bias: as ``torch.nn.Conv2d``, with its defaults
+            (padding 0, a bias); stride 1, dilation 1, groups 1 only.
         weight_bits, input_bits, init, generator, backend: as :class:`torch_intnn.nn.IntLinear`.
 
     Shapes: x (N, C_in, H, W) integer -> (N, C_out, H_out, W_out) int32 or int64, in ``channels_last`` memory.
@@ -28,9 +28,9 @@ class IntConv2d(IntWeightLayer):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: int = 3,
-        padding: int = 1,
-        bias: bool = False,
+        kernel_size: int,
+        padding: int = 0,
+        bias: bool = True,
         *,
         weight_bits: int = 16,
         input_bits: int = 8,
