@@ -303,3 +303,17 @@ def test_cli_predict_writes_one_prediction_per_image_of_the_split(fake_root, tmp
     assert [int(r.split(",")[1]) for r in rows[1:]] == labels.tolist()
     right = sum(r.split(",")[1] == r.split(",")[2] for r in rows[1:]) / len(labels)
     assert right == pytest.approx(expected["test/acc" if split == "test" else "val/acc"])
+
+
+def test_the_model_summary_counts_integer_weights(fake_root, tmp_path, caplog):
+    """Lightning's summary would say "0 Total params": the module's own counts the integer buffers, the trained
+    ones (fc weight and bias: 7,850) as trainable."""
+    import logging
+
+    model = IntegerClassifier("toy_linear", rule="toy")
+    dm = MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200)
+    trainer = _trainer(tmp_path, max_steps=1, enable_model_summary=True)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(model, dm)
+    text = caplog.text
+    assert "7.9 K     Trainable params" in text and "0         Total params" not in text, text

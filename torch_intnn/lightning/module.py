@@ -19,6 +19,7 @@ import torch
 from torch_intnn.learning import RuleFactory, build_rule, rule_config
 from torch_intnn.learning.base import check_batch
 from torch_intnn.lightning._logging import RunLogging
+from torch_intnn.lightning._summary import IntegerModelSummary
 from torch_intnn.lightning.checkpoint import DIGEST_KEY, CheckpointError, check_state, state_digest
 from torch_intnn.models import create_model
 from torch_intnn.ops._checks import check_int_arg
@@ -87,6 +88,11 @@ class IntegerClassifier(RunLogging, pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Integer class scores (N, num_classes) for raw uint8 images."""
         return self.rule.predict(x)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The trainer's model summary, if it prints one, counts the integer weights (:class:`IntegerModelSummary`)."""
+        summary = next((c for c in self.trainer.callbacks if isinstance(c, pl.callbacks.ModelSummary)), None)
+        return [] if summary is None else [IntegerModelSummary(max_depth=summary._max_depth)]
 
     def configure_optimizers(self):
         opt = self.rule.configure_optimizer()
