@@ -37,5 +37,6 @@ def test_compare_writes_table_plot_and_shared_tensorboard_dir(fake_root, tmp_pat
     for run in ("toy_int", "mlp_float_bp"):
         acc = EventAccumulator(str(out / "tb" / run / "seed_0"))
         acc.Reload()
-        assert {"train/loss", "val/acc", "test/acc"} <= set(acc.Tags()["scalars"])
+        assert {"train/loss", "val/acc", "test/acc", "test/acc_best_val"} <= set(acc.Tags()["scalars"])
         assert len(acc.Scalars("val/acc")) == 2
+        assert len(acc.Scalars("test/acc")) == len(acc.Scalars("test/acc_best_val")) == 1  # final, best: apart

@@ -1,6 +1,7 @@
 """What integer and float runs log alike, so that TensorBoard overlays them: the same tags in the same units.
 
-* ``train/acc``, ``val/acc``, ``test/acc``: fractions of right predictions;
+* ``train/acc``, ``val/acc``, ``test/acc``: fractions of right predictions (``intnn fit`` logs the test
+  accuracy of the best-on-validation checkpoint as ``test/acc_best_val``, beside the final weights' ``test/acc``);
 * ``train/loss``: the training loss per sample, epoch mean: in nats for a cross-entropy loss (the float twins'
   and integer DFA's, whose 1/16-nat integer is converted here), in the rule's own units otherwise (NITRO-D's RSS,
   PocketNN's L2);
@@ -31,6 +32,10 @@ class RunLogging:
 
     histogram_every_n_epochs: int
     _best_val: float | None = None
+    test_tag: str = "test/acc"  # the tag of the test accuracy (the CLI names the best checkpoint's apart)
+
+    def _log_test(self, acc: float) -> None:
+        self.log(self.test_tag, acc)
 
     def _log_lr(self, lr: float) -> None:
         """At the start of an epoch: the learning rate it trains with."""

@@ -197,8 +197,13 @@ class IntnnCLI(LightningCLI):
         results["test_acc_final"] = final[0]["test/acc"]
         ckpt = trainer.checkpoint_callback
         if ckpt is not None and ckpt.best_model_path:
-            best = trainer.test(model, datamodule=dm, ckpt_path=ckpt.best_model_path, verbose=False, weights_only=True)
-            results["test_acc_best_val"] = best[0]["test/acc"]
+            model.test_tag = "test/acc_best_val"  # its own TensorBoard tag, beside the final weights' test/acc
+            try:
+                best = trainer.test(model, datamodule=dm, ckpt_path=ckpt.best_model_path, verbose=False,
+                                    weights_only=True)
+            finally:
+                model.test_tag = "test/acc"
+            results["test_acc_best_val"] = best[0]["test/acc_best_val"]
             if ckpt.best_model_score is not None:
                 results["best_val_acc"] = float(ckpt.best_model_score)
             results["best_checkpoint"] = ckpt.best_model_path

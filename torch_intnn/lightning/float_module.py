@@ -198,7 +198,8 @@ class FloatClassifier(RunLogging, pl.LightningModule):
         return {"prediction": self.eval_net(x).argmax(1), "label": y}
 
     def on_test_epoch_end(self) -> None:
-        self._log_acc("test")
+        correct, seen, _ = self._counts["test"]
+        self._log_test(int(correct) / max(seen, 1))
 
     def _reset(self, split: str) -> None:
         self._counts[split] = [0, 0, 0.0]  # correct, seen, loss sum (tensors once counting starts: no sync)
@@ -209,7 +210,3 @@ class FloatClassifier(RunLogging, pl.LightningModule):
         counts[1] += len(y)
         if loss is not None:
             counts[2] = counts[2] + loss.detach() * len(y)
-
-    def _log_acc(self, split: str) -> None:
-        correct, seen, _ = self._counts[split]
-        self.log(f"{split}/acc", int(correct) / max(seen, 1))

@@ -186,7 +186,7 @@ class IntegerClassifier(RunLogging, pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         counts = self._counts["test"]
-        self.log("test/acc", int(counts["correct"]) / max(int(counts["seen"]), 1))
+        self._log_test(int(counts["correct"]) / max(int(counts["seen"]), 1))
 
     # ---- helpers --------------------------------------------------------------------------------------------
 
