@@ -1,3 +1,4 @@
+import pytest
 import toy  # noqa: F401
 
 from torch_intnn.cli import main
@@ -29,9 +30,11 @@ def test_compare_writes_table_plot_and_shared_tensorboard_dir(fake_root, tmp_pat
     assert "| toy_int | toy_linear | integer toy | 2 |" in table
     assert "| mlp_float_bp | pocketnn_mlp_mnist_float | float bp | 2 |" in table
     assert "±" in table and "Protocol: validation split" in table
-    assert readme.read_text() == f"# x\n<!-- compare: cmp -->\n{table}<!-- /compare -->\nafter\n"
+    link = "\n![Validation accuracy per epoch of every run above](docs/cmp.png)\n"
+    assert readme.read_text() == f"# x\n<!-- compare: cmp -->\n{table}{link}<!-- /compare -->\nafter\n"
     png = (out / "val_acc.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    assert (tmp_path / "docs" / "cmp.png").read_bytes() == png  # the README shows the plot
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     for run in ("toy_int", "mlp_float_bp"):
@@ -40,3 +43,11 @@ def test_compare_writes_table_plot_and_shared_tensorboard_dir(fake_root, tmp_pat
         assert {"train/loss", "val/acc", "test/acc", "test/acc_best_val"} <= set(acc.Tags()["scalars"])
         assert len(acc.Scalars("val/acc")) == 2
         assert len(acc.Scalars("test/acc")) == len(acc.Scalars("test/acc_best_val")) == 1  # final, best: apart
+
+
+def test_a_readme_without_the_block_is_refused_before_anything_trains(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no block\n")
+    with pytest.raises(SystemExit, match="has no line '<!-- compare: cmp -->'"):
+        main(["compare", "recipes/mnist_pocketnn_dfa.yaml", "--out", str(tmp_path / "cmp"), "--readme", str(readme)])
+    assert not (tmp_path / "cmp").exists()

@@ -7,7 +7,9 @@ Every run logs to ``OUT/tb/<recipe>/version_*`` (one TensorBoard folder, so all 
 ``results.json``, and the command writes ``OUT/compare.md`` (test accuracy with the final weights and with the
 best-on-validation checkpoint, best validation accuracy, epochs, seconds per epoch, bytes of training state;
 mean +- standard deviation over seeds) and ``OUT/val_acc.png`` (validation accuracy per epoch, one line per run).
-With ``--reuse``, runs whose ``results.json`` already exists are read instead of trained again.
+With ``--reuse``, runs whose ``results.json`` already exists are read instead of trained again. With
+``--readme README.md``, the table and a link to a copy of the plot (``docs/OUT-NAME.png``) replace the README's
+block for OUT-NAME.
 """
 
 from __future__ import annotations
@@ -72,7 +74,8 @@ def _fmt(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
-def _table(rows: list[dict], command: str) -> str:
+def _table(rows: list[dict], command: str, date: str) -> str:
+    """The Markdown table of ``rows``; ``date``: when the newest run finished (a reused run keeps its own)."""
     head = (
         "| run | model | rule | seeds | test acc, final (%) | test acc, best val (%) | best val acc (%) | epochs "
         "| s / epoch | training state (bytes) |\n|---|---|---|---|---|---|---|---|---|---|\n"
@@ -88,7 +91,6 @@ def _table(rows: list[dict], command: str) -> str:
             f"| {res[0]['epochs']} | {_fmt([x['seconds_per_epoch'] for x in res], 1.0)} "
             f"| {res[0].get('state_bytes', '-')} |\n"
         )
-    date = datetime.date.today().isoformat()
     note = (
         f"\nMeasured on {date} with `{command}`. Protocol: validation split taken from the training set, best "
         "checkpoint chosen on validation accuracy, test set (10,000 images) evaluated with the final and with the "
@@ -97,14 +99,24 @@ def _table(rows: list[dict], command: str) -> str:
     return head + body + note
 
 
-def _into_readme(readme: Path, name: str, table: str) -> None:
-    text = readme.read_text()
-    start, end = f"<!-- compare: {name} -->", "<!-- /compare -->"
-    if start not in text:
+def _readme_marker(readme: Path, name: str) -> str:
+    """The line the table goes after; ``SystemExit`` if ``readme`` lacks it (checked before any run)."""
+    start = f"<!-- compare: {name} -->"
+    if not readme.is_file() or start not in readme.read_text():
         raise SystemExit(f"intnn compare: {readme} has no line '{start}' to write the table after")
-    head, rest = text.split(start, 1)
+    return start
+
+
+def _into_readme(readme: Path, name: str, table: str, plot: Path) -> None:
+    """Write ``table`` and a link to a copy of ``plot`` (``docs/NAME.png`` beside the README) into the block."""
+    start, end = _readme_marker(readme, name), "<!-- /compare -->"
+    image = readme.parent / "docs" / f"{name}.png"
+    image.parent.mkdir(exist_ok=True)
+    image.write_bytes(plot.read_bytes())
+    head, rest = readme.read_text().split(start, 1)
     tail = rest.split(end, 1)[1] if end in rest else rest
-    readme.write_text(f"{head}{start}\n{table}{end}{tail}")
+    link = f"\n![Validation accuracy per epoch of every run above](docs/{name}.png)\n"
+    readme.write_text(f"{head}{start}\n{table}{link}{end}{tail}")
 
 
 def _plot(curves: dict[str, list[float]], path: Path) -> None:
@@ -142,8 +154,10 @@ def _describe(recipe: Path) -> tuple[str, str]:
 
 def main(argv: list[str]) -> int:
     args, extra = _parse(argv)
+    if args.readme:
+        _readme_marker(args.readme, args.out.name)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, curves = [], {}
+    rows, curves, finished = [], {}, []
     for recipe in args.recipes:
         if not recipe.is_file():
             raise SystemExit(f"intnn compare: recipe '{recipe}' does not exist")
@@ -156,12 +170,14 @@ def main(argv: list[str]) -> int:
             results.append(json.loads((folder / "results.json").read_text()))
             curves[f"{recipe.stem} (seed {seed})"] = _val_curve(folder)
         rows.append({"name": recipe.stem, "model": model, "rule": rule, "results": results})
+        finished.extend((_run_folder(args.out, recipe, seed) / "results.json").stat().st_mtime for seed in args.seeds)
     command = "intnn compare " + " ".join(argv)
-    table = _table(rows, command)
+    date = datetime.datetime.fromtimestamp(max(finished), datetime.timezone.utc).date().isoformat()
+    table = _table(rows, command, date)
     (args.out / "compare.md").write_text(table)
-    if args.readme:
-        _into_readme(args.readme, args.out.name, table)
     _plot(curves, args.out / "val_acc.png")
+    if args.readme:
+        _into_readme(args.readme, args.out.name, table, args.out / "val_acc.png")
     print((args.out / "compare.md").read_text())
     print(f"plot: {args.out / 'val_acc.png'}")
     return 0
