@@ -74,6 +74,12 @@ def _fmt(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {statistics.stdev(values) * scale:.{digits}f}"
 
 
+def _span(values: list[int]) -> str:
+    """``7`` if every seed ran 7 epochs, else ``min-max``."""
+    lo, hi = min(values), max(values)
+    return str(lo) if lo == hi else f"{lo}-{hi}"
+
+
 def _table(rows: list[dict], command: str, date: str) -> str:
     """The Markdown table of ``rows``; ``date``: when the newest run finished (a reused run keeps its own)."""
     head = (
@@ -88,7 +94,7 @@ def _table(rows: list[dict], command: str, date: str) -> str:
             f"| {_fmt([x['test_acc_final'] for x in res])} "
             f"| {_fmt([x['test_acc_best_val'] for x in res if 'test_acc_best_val' in x])} "
             f"| {_fmt([x['best_val_acc'] for x in res if 'best_val_acc' in x])} "
-            f"| {res[0]['epochs']} | {_fmt([x['seconds_per_epoch'] for x in res], 1.0)} "
+            f"| {_span([x['epochs'] for x in res])} | {_fmt([x['seconds_per_epoch'] for x in res], 1.0)} "
             f"| {res[0].get('state_bytes', '-')} |\n"
         )
     note = (
