@@ -51,3 +51,13 @@ def test_a_readme_without_the_block_is_refused_before_anything_trains(tmp_path):
     with pytest.raises(SystemExit, match="has no line '<!-- compare: cmp -->'"):
         main(["compare", "recipes/mnist_pocketnn_dfa.yaml", "--out", str(tmp_path / "cmp"), "--readme", str(readme)])
     assert not (tmp_path / "cmp").exists()
+
+
+def test_the_table_gives_the_range_of_epochs_over_seeds():
+    from torch_intnn.lightning.compare import _table
+
+    res = [{"test_acc_final": 0.9, "epochs": e, "seconds_per_epoch": 1.0} for e in (51, 48, 55)]
+    table = _table([{"name": "r", "model": "m", "rule": "integer x", "results": res}], "intnn compare r", "2026-12-02")
+    assert "| 48-55 |" in table and "Measured on 2026-12-02" in table
+    same = _table([{"name": "r", "model": "m", "rule": "x", "results": res[:1] * 2}], "c", "2026-12-02")
+    assert "| 51 |" in same
