@@ -26,6 +26,8 @@ def test_compare_writes_table_plot_and_shared_tensorboard_dir(fake_root, tmp_pat
         main(["compare", str(integer), str(floating), "--out", str(out), "--seeds", "0", "1", "--readme", str(readme)])
     except SystemExit as stop:
         assert stop.code == 0
+    printed = capsys.readouterr().out
+    assert "intnn compare: run 1/4: toy_int, seed 0" in printed and "run 4/4: mlp_float_bp, seed 1" in printed
     table = (out / "compare.md").read_text()
     assert "| toy_int | toy_linear | integer toy | 2 |" in table
     assert "| mlp_float_bp | pocketnn_mlp_mnist_float | float bp | 2 |" in table

@@ -164,6 +164,7 @@ def main(argv: list[str]) -> int:
         _readme_marker(args.readme, args.out.name)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, curves, finished = [], {}, []
+    done, total = 0, len(args.recipes) * len(args.seeds)
     for recipe in args.recipes:
         if not recipe.is_file():
             raise SystemExit(f"intnn compare: recipe '{recipe}' does not exist")
@@ -171,7 +172,11 @@ def main(argv: list[str]) -> int:
         results = []
         for seed in args.seeds:
             folder = _run_folder(args.out, recipe, seed)
-            if not (args.reuse and (folder / "results.json").exists()):
+            done += 1
+            reuse = args.reuse and (folder / "results.json").exists()
+            how = " (read from its results.json)" if reuse else ""
+            print(f"intnn compare: run {done}/{total}: {recipe.stem}, seed {seed}{how}", flush=True)
+            if not reuse:
                 _train(recipe, seed, args.out, extra)
             results.append(json.loads((folder / "results.json").read_text()))
             curves[f"{recipe.stem} (seed {seed})"] = _val_curve(folder)
