@@ -220,7 +220,7 @@ def test_plain_pytorch_loop_learns_a_toy_task():
 # ---- the compiled step ---------------------------------------------------------------------------------------
 
 def _run_steps(rule, opt, steps=18, n=20, compiled=False):
-    """Steps on fresh batches; 18 steps pass a weight-decay step (every 16th) in improved mode."""
+    """Steps on fresh batches; 18 steps pass a weight-decay step (every 16th) with DFA."""
     out = []
     for i in range(steps):
         x, y = _batch(n, seed=100 + i)
