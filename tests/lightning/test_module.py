@@ -317,3 +317,26 @@ def test_the_model_summary_counts_integer_weights(fake_root, tmp_path, caplog):
         trainer.fit(model, dm)
     text = caplog.text
     assert "7.9 K     Trainable params" in text and "0         Total params" not in text, text
+
+
+def test_cli_resumes_a_typed_rule_whose_defaults_are_tuples(fake_root, tmp_path, monkeypatch):
+    """NitroRule's ``lr_milestones`` defaults to ``()``; its checkpoint stores ``[]``: the same setting, so the
+    resume (with the recipe, and with the run's own config.yaml) goes on instead of refusing."""
+    from torch_intnn.cli import main
+
+    recipe = tmp_path / "nitro_recipe.yaml"
+    recipe.write_text(
+        "seed_everything: 0\n"
+        "model:\n  class_path: torch_intnn.lightning.IntegerClassifier\n"
+        "  init_args:\n    model: nitro_mlp1\n    model_args: {width_div: 10}\n"
+        "    rule: {class_path: torch_intnn.learning.NitroRule, init_args: {lr_inv: 512}}\n"
+        "data:\n  class_path: torch_intnn.lightning.MNISTDataModule\n  init_args: {batch_size: 50, val_size: 200}\n"
+        "trainer: {max_epochs: 1, limit_train_batches: 3, enable_progress_bar: false}\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    main(["fit", "--config", str(recipe), "--data.root", str(fake_root)])
+    last = tmp_path / "logs" / "nitro_recipe" / "version_0" / "checkpoints" / "last.ckpt"
+    main(["fit", "--config", str(recipe), "--data.root", str(fake_root), "--ckpt_path", str(last),
+          "--trainer.max_epochs", "2"])
+    main(["fit", "--ckpt_path", str(last), "--trainer.max_epochs", "3"])
+    assert torch.load(last, weights_only=True)["global_step"] == 9

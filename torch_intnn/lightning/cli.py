@@ -28,6 +28,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from torch_intnn.lightning.checkpoint import BestAndLastCheckpoint, CheckpointError, load_checkpoint
+from torch_intnn.lightning.module import as_plain
 
 __all__ = ["FitClock", "IntnnCLI", "PredictionWriter", "run"]
 
@@ -171,7 +172,7 @@ class IntnnCLI(LightningCLI):
         saved_class = hparams.pop("_class_path")
         differ = [] if recipe.get("class_path") == saved_class else ["class_path"]
         differ += [key for key in sorted(hparams.keys() | recipe_args.keys())
-                   if key not in _NO_RESULT_ARGS and hparams.get(key) != recipe_args.get(key)]
+                   if key not in _NO_RESULT_ARGS and as_plain(hparams.get(key)) != as_plain(recipe_args.get(key))]
         if differ:
             both = {"class_path": (saved_class, recipe.get("class_path"))}
             lines = "; ".join(

@@ -31,11 +31,21 @@ TRAINING_HPARAMS = ("model", "model_args", "rule", "rule_args", "seed")
 
 
 def _effective(hparams) -> dict:
-    """Hyperparameters as they act: an unset seed is seed 0."""
-    hparams = dict(hparams)
+    """Hyperparameters as they act: an unset seed is seed 0, and sequences compare as lists (a checkpoint's
+    YAML gives ``[]`` where the signature's default is ``()``)."""
+    hparams = {key: as_plain(value) for key, value in dict(hparams).items()}
     if "seed" in hparams and hparams["seed"] is None:
         hparams["seed"] = 0
     return hparams
+
+
+def as_plain(value):
+    """``value`` with every tuple a list and every mapping a dict, recursively: how a checkpoint stores it."""
+    if isinstance(value, (list, tuple)):
+        return [as_plain(v) for v in value]
+    if hasattr(value, "items"):
+        return {k: as_plain(v) for k, v in value.items()}
+    return value
 
 
 class IntegerClassifier(RunLogging, pl.LightningModule):
