@@ -50,7 +50,9 @@ def fake_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def gemm_op() -> str:
-    """The GEMM op in a compiled integer graph: ``_int_mm``, or int32 ``mm`` where the CPU backend is ``int32``."""
+    """The GEMM op in a compiled integer graph: ``_int_mm``, the madd16 kernel's op, or int32 ``mm`` where the CPU
+    backend is ``int32``."""
     from torch_intnn.ops import Backend, default_backend
 
-    return "aten._int_mm.default" if default_backend("cpu") is Backend.INT_MM else "aten.mm.default"
+    return {Backend.INT_MM: "aten._int_mm.default",
+            Backend.MADD16: "torch_intnn.madd16_mm.default"}.get(default_backend("cpu"), "aten.mm.default")

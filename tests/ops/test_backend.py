@@ -7,27 +7,28 @@ import torch
 from torch_intnn.audit import OpRecorder
 from torch_intnn.nn import IntConv2d, IntLinear
 from torch_intnn.nn.nitro_blocks import NitroConvBlock, NitroHead, NitroLinearBlock
-from torch_intnn.ops import Backend, conv2d, conv2d_weight
+from torch_intnn.ops import Backend, conv2d, conv2d_weight, madd16
 
 
 def _gemms(fn) -> set[str]:
     with OpRecorder() as rec:
         out = fn()
-    return out, {r.op for r in rec.records} & {"_int_mm", "mm"}, {r.input_dtypes for r in rec.records if r.op == "mm"}
+    return out, {r.op for r in rec.records} & {"_int_mm", "mm", "madd16_mm"}, \
+        {r.input_dtypes for r in rec.records if r.op == "mm"}
 
 
 def _check(make, run):
     """``run(make(backend))`` for each backend: equal results, each through its own GEMM."""
     outs = {}
-    for backend in ("int_mm", "int32", "plain"):
+    for backend in ("int_mm", "int32", "plain") + (("madd16",) if madd16.available() else ()):
         out, gemms, mm_dtypes = _gemms(lambda: run(make(backend)))
         outs[backend] = out
-        if backend == "int_mm":
-            assert gemms == {"_int_mm"}
+        if backend in ("int_mm", "madd16"):
+            assert gemms == {"_int_mm" if backend == "int_mm" else "madd16_mm"}, (backend, gemms)
         else:
             dtype = "int32" if backend == "int32" else "int64"
             assert gemms == {"mm"} and all(d[0] == dtype for d in mm_dtypes), (backend, mm_dtypes)
-    assert torch.equal(outs["int_mm"], outs["int32"]) and torch.equal(outs["int32"], outs["plain"])
+    assert all(torch.equal(out, outs["plain"]) for out in outs.values())
 
 
 def _gen():

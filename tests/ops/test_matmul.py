@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from torch_intnn.ops import Limbs, int_matmul, result_dtype, split_int8, split_lhs, split_rhs
 from torch_intnn.ops._checks import check_fits, memory_order
+from torch_intnn.audit import OpRecorder
+from torch_intnn.ops import madd16
 from torch_intnn.ops._cpu import has_int8_dot
 from torch_intnn.ops.backend import SMALL_PRODUCT, Backend, default_backend, resolve_backend, set_default_backend
 from torch_intnn.ops.matmul import _MAX_K, _pad_for_device, cuda_padding
@@ -21,7 +23,8 @@ from torch_intnn.ops.matmul import _MAX_K, _pad_for_device, cuda_padding
 DTYPES = [torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64]
 NATURAL_BITS = {torch.int8: 8, torch.uint8: 9, torch.int16: 16, torch.int32: 32, torch.int64: 64}
 SHAPES = [(1, 1, 1), (3, 5, 7), (17, 33, 9), (9, 130, 31)]  # none a multiple of 8 throughout
-GEMMS = ["int_mm", "int32"]  # both CPU backends, whatever "auto" picks on this machine
+# every CPU backend but plain (the reference), whatever "auto" picks on this machine; madd16 where it runs
+GEMMS = ["int_mm", "int32"] + (["madd16"] if madd16.available() else [])
 
 
 def ref(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -191,13 +194,15 @@ def test_set_default_backend_changes_auto_and_refuses_what_cannot_run():
             set_default_backend("cublas")
     finally:
         set_default_backend(None)
-    assert default_backend("cpu") is (Backend.INT_MM if has_int8_dot() else Backend.INT32)
+    detected = Backend.INT_MM if has_int8_dot() else Backend.MADD16 if madd16.available() else Backend.INT32
+    assert default_backend("cpu") is detected
 
 
 def test_auto_multiplies_small_products_in_int64_on_cpu():
     small, large = SMALL_PRODUCT, SMALL_PRODUCT + 1
     cpu = torch.device("cpu")
-    assert resolve_backend("auto", cpu, small) is Backend.PLAIN
+    small_choice = Backend.MADD16 if default_backend("cpu") is Backend.MADD16 else Backend.PLAIN
+    assert resolve_backend("auto", cpu, small) is small_choice
     assert resolve_backend("auto", cpu, large) is default_backend("cpu")
     assert resolve_backend("int32", cpu, small) is Backend.INT32
     assert resolve_backend("auto", torch.device("cuda"), small) is Backend.INT_MM
@@ -211,7 +216,7 @@ def test_empty_shapes(m, k, n):
     assert torch.equal(int_matmul(a, b, backend="plain"), ref(a, b))
 
 
-@pytest.mark.parametrize("backend", ["plain", "int32", "int_mm"])
+@pytest.mark.parametrize("backend", ["plain", *GEMMS])
 def test_every_backend_agrees_with_auto(backend):
     a, b = sample((9, 40), torch.int16, seed=5), sample((40, 11), torch.int32, 20, seed=6)
     auto = int_matmul(a, b, b_bits=20)
@@ -352,3 +357,73 @@ def test_size_one_dimensions_with_arbitrary_strides():
                 assert torch.equal(int_matmul(a_s, b_s).to(torch.int64), expected), (m, k, n, sa, sb)
                 checked += 1
     assert checked > 500
+
+
+# --- the madd16 kernel ---------------------------------------------------------------------------------------
+
+needs_madd16 = pytest.mark.skipif(not madd16.available(), reason="madd16 needs an x86 CPU with AVX2 and a C compiler")
+
+
+@needs_madd16
+@pytest.mark.parametrize("a_bits,b_bits", [(8, 16), (11, 8), (12, 12), (16, 15), (8, 8), (2, 16)])
+def test_madd16_blocks_hold_as_many_products_as_fit_int32(a_bits, b_bits):
+    """All-minimum operands put every K block's int32 partial sum at its bound; K one short of, at and past a
+    block, over several blocks, odd; tall and wide; the blocks added in int32 or int64 as the result dtype says."""
+    terms = ((1 << 31) - 1) // ((1 << (a_bits - 1)) * (1 << (b_bits - 1)))
+    block = min(madd16.MAX_BLOCK, terms - terms % 2)
+    for k in (1, block - 1, block, block + 1, 3 * block + 3):
+        for m, n in ((7, 17), (17, 7), (1, 33)):
+            a = torch.full((m, k), -(1 << (a_bits - 1)), dtype=torch.int32)
+            b = torch.full((k, n), -(1 << (b_bits - 1)), dtype=torch.int32)
+            out = int_matmul(a, b, a_bits=a_bits, b_bits=b_bits, backend="madd16")
+            assert out.dtype == result_dtype(k, a_bits, b_bits) and torch.equal(out.to(torch.int64), ref(a, b))
+
+
+@needs_madd16
+@pytest.mark.parametrize("a_bits,b_bits", [(16, 16), (32, 8), (20, 16), (32, 32), (17, 3)])
+def test_madd16_cuts_wide_operands_into_digits(a_bits, b_bits):
+    """Operands of 16 to 32 bits go through the kernel as 15-bit digits; extremes and random values alike."""
+    for k in (1, 5, 513):
+        a = sample((9, k), torch.int32, a_bits, seed=k)
+        b = sample((k, 11), torch.int32, b_bits, seed=k + 1)
+        for x, y in ((a, b), (torch.full_like(a, -(1 << (a_bits - 1))), torch.full_like(b, -(1 << (b_bits - 1))))):
+            with OpRecorder() as rec:
+                out = int_matmul(x, y, a_bits=a_bits, b_bits=b_bits, backend="madd16")
+            assert "madd16_mm" in rec.ops and "mm" not in rec.ops
+            assert out.dtype == result_dtype(k, a_bits, b_bits) and torch.equal(out.to(torch.int64), ref(x, y))
+
+
+@needs_madd16
+def test_madd16_leaves_operands_wider_than_32_bits_to_int32():
+    a, b = sample((9, 40), torch.int64, 40, seed=5), sample((40, 11), torch.int8, seed=6)
+    with OpRecorder() as rec:
+        out = int_matmul(a, b, a_bits=40, backend="madd16")
+    assert "madd16_mm" not in rec.ops and "mm" in rec.ops and torch.equal(out, ref(a, b))
+
+
+@needs_madd16
+def test_madd16_threads_and_compiled_graphs_give_the_same_product():
+    a, b = sample((300, 301), torch.int8, seed=7), sample((301, 100), torch.int16, 12, seed=8)  # 9 M products
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = int_matmul(a, b, b_bits=12, backend="madd16")
+        torch.set_num_threads(2)
+        two = int_matmul(a, b, b_bits=12, backend="madd16")
+    finally:
+        torch.set_num_threads(threads)
+    compiled = torch.compile(lambda x, y: int_matmul(x, y, b_bits=12, backend="madd16"), fullgraph=True)(a, b)
+    assert torch.equal(one, ref(a, b).to(one.dtype)) and torch.equal(two, one) and torch.equal(compiled, one)
+
+
+@needs_madd16
+def test_madd16_refuses_what_it_cannot_multiply():
+    a = torch.ones(3, 4, dtype=torch.int8)
+    with pytest.raises(ValueError, match="block must be even"):
+        madd16.madd16_mm(a, a.T, 3, False)
+    with pytest.raises(ValueError, match="int8, uint8, int16 or int32"):
+        madd16.madd16_mm(a.long(), a.T, 2, False)
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_backend("madd16", torch.device("cuda"), 10**9)
+    with pytest.raises(ValueError, match="CPU only"):
+        set_default_backend("madd16", "cuda")

@@ -29,13 +29,16 @@ import torch
 
 from torch_intnn.data import DATASET_INFO, dataset_info
 from torch_intnn.learning import rule_name
+from torch_intnn.ops._cpu import cpu_name, int8_dot_flags
+from torch_intnn.ops.backend import default_backend
 from torch_intnn.recipes import find_recipe
 
 __all__ = ["main", "DEFAULT_RECIPES"]
 
 DEFAULT_RECIPES = ["mnist_pocketnn_dfa.yaml", "fmnist_pocketnn_dfa.yaml", "mnist_nitro_mlp.yaml",
                    "cifar10_nitro_small.yaml"]
-_GEMM = {"aten::_int_mm", "aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear"}
+_GEMM = {"aten::_int_mm", "aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear",
+         "torch_intnn::madd16_mm"}
 _MOVE = {"aten::copy_", "aten::clone", "aten::contiguous", "aten::constant_pad_nd", "aten::cat", "aten::_to_copy",
          "aten::unfold", "aten::pad", "aten::index", "aten::reshape", "aten::permute", "aten::as_strided"}
 
@@ -124,7 +127,7 @@ def _profile(step, images, labels, batch: int, steps: int) -> dict[str, float]:
     for ev in prof.key_averages():
         seconds = ev.self_cpu_time_total / 1e6
         key = "gemm" if ev.key in _GEMM else "data_movement" if ev.key in _MOVE else "elementwise"
-        if ev.key.startswith("aten::") or ev.key.startswith("## Call CompiledFxGraph"):  # the graph's fused loops
+        if ev.key.startswith(("aten::", "torch_intnn::", "## Call CompiledFxGraph")):  # the last: the fused loops
             parts[key] += seconds
     parts["python_overhead"] = max(wall - sum(parts.values()), 0.0)
     total = sum(parts.values()) or 1.0
@@ -168,7 +171,8 @@ def bench_recipe(recipe: dict, steps: int, rounds: int, full_epoch: bool) -> dic
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="intnn bench train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--recipes", nargs="+", type=Path, help="integer recipes (default: " + ", ".join(DEFAULT_RECIPES))
+    p.add_argument("--recipes", nargs="+", help="integer recipes, by name or path (default: "
+                   + ", ".join(DEFAULT_RECIPES) + ")")
     p.add_argument("--steps", type=int, default=60, help="timed steps per rule (default 60)")
     p.add_argument("--rounds", type=int, default=5, help="alternating rounds the steps are split into")
     p.add_argument("--epoch", action="store_true", help="also time one real epoch of each rule")
@@ -178,17 +182,24 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    recipes = args.recipes or [p for p in map(find_recipe, DEFAULT_RECIPES) if p is not None]
+    names = args.recipes or DEFAULT_RECIPES
+    recipes = [find_recipe(name) for name in names]
+    missing = [name for name, path in zip(names, recipes) if path is None]
+    if missing:
+        p.error(f"no recipe {', '.join(map(repr, missing))}; `intnn recipes` lists them")
     results = []
     for path in recipes:
         print(f"benchmarking {Path(path).stem} ...", file=sys.stderr, flush=True)
         recipe = _load_recipe(Path(path))
         recipe["compile"] = recipe["compile"] and not args.eager
         results.append(bench_recipe(recipe, args.steps, args.rounds, args.epoch))
-    report = {"threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}
+    report = {"cpu": cpu_name(), "int8_dot": int8_dot_flags(), "gemm_backend": default_backend("cpu").value,
+              "threads": torch.get_num_threads(), "torch": torch.__version__, "results": results}
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
+    print(f"{report['cpu']} (int8 dot products: {', '.join(report['int8_dot']) or 'none'}), integer GEMM backend "
+          f"{report['gemm_backend']}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; step = one training step at the recipe's "
           "batch size; epoch = 55,000 images (45,000 for CIFAR-10)" + ("" if args.epoch else ", from the step time"))
     head = f"{'recipe':28s} {'step':8s} {'batch':>5s} {'int ms/step':>11s} {'float ms/step':>13s} {'int/float':>9s} " \

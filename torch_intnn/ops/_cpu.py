@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import platform
 
-__all__ = ["INT8_DOT_FLAGS", "cpu_name", "int8_dot_flags", "has_int8_dot"]
+__all__ = ["INT8_DOT_FLAGS", "cpu_name", "cpu_flags", "int8_dot_flags", "has_int8_dot"]
 
 INT8_DOT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # x86 int8 dot-product instructions, fastest first
 
@@ -31,9 +31,14 @@ def cpu_name() -> str:
     return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
+def cpu_flags() -> frozenset[str]:
+    """The instruction-set flags of ``/proc/cpuinfo``; empty where unknown."""
+    return frozenset(_cpuinfo().get("flags", "").split())
+
+
 def int8_dot_flags() -> list[str]:
     """The int8 dot-product instruction sets this CPU reports, fastest first; empty if none or unknown."""
-    flags = set(_cpuinfo().get("flags", "").split())
+    flags = cpu_flags()
     return [f for f in INT8_DOT_FLAGS if f in flags]
 
 

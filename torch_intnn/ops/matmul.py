@@ -21,7 +21,9 @@ scalar loop (0.7 GOPS measured on an AVX2-only AMD EPYC), 20 times slower than a
 ``int32`` backend is for such CPUs: it multiplies the values themselves as int32, cutting K into chunks short
 enough that every chunk's partial sum provably fits int32 (``chunk * 2**(a_bits-1) * 2**(b_bits-1) < 2**31``)
 and adding the chunks in the result dtype; when that chunk would be shorter than ``_INT32_MIN_CHUNK`` (16-bit by
-16-bit operands) it multiplies the int8 limbs with int32 GEMMs instead. One table (``_PRODUCTS``) maps each
+16-bit operands) it multiplies the int8 limbs with int32 GEMMs instead. The ``madd16`` backend, this package's
+AVX2 kernel (:mod:`torch_intnn.ops.madd16`), multiplies operands within 16 bits 4 to 5 times faster than the
+int32 one, as fast as float32 (25-37 GOPS on the same EPYC), and leaves wider operands to it. One table (``_PRODUCTS``) maps each
 backend to the function that multiplies. Every backend returns the same tensor, bit for bit.
 """
 
@@ -31,6 +33,7 @@ from typing import Callable
 
 import torch
 
+from torch_intnn.ops import madd16
 from torch_intnn.ops._checks import check_integer, check_rank
 from torch_intnn.ops.backend import Backend, resolve_backend
 from torch_intnn.ops.limbs import Limbs, _split, declared_bits, split_int8
@@ -190,7 +193,7 @@ def int_matmul(
             declared width raise (``ValueError`` eagerly, ``RuntimeError`` from compiled code). Ignored for a
             :class:`Limbs` operand, which carries its own width.
         backend: a :class:`~torch_intnn.ops.backend.Backend` or its name: ``"auto"`` (the device's default,
-            :func:`~torch_intnn.ops.backend.resolve_backend`), ``"int_mm"``, ``"int32"`` or ``"plain"``.
+            :func:`~torch_intnn.ops.backend.resolve_backend`), ``"int_mm"``, ``"madd16"``, ``"int32"`` or ``"plain"``.
 
     Returns:
         (M, N) contiguous, int32 when the declared widths prove the result fits (see :func:`result_dtype`),
@@ -256,9 +259,55 @@ def _limbs_product(a, b, a_width: int, b_width: int, out: torch.dtype,
     return _combine(_limb_products(a, b, out, gemm), a, b, out)
 
 
+def _madd16_product(a, b, a_width: int, b_width: int, out: torch.dtype) -> torch.Tensor:
+    """``Backend.MADD16``: the AVX2 kernel (:mod:`torch_intnn.ops.madd16`) for operands within 32 bits, others as
+    ``Backend.INT32``.
+
+    The kernel takes int16 values whose products fit int32 at least two at a time. An operand wider than 16 bits
+    is cut into base-2**15 digits (:func:`_digits`: unsigned 15-bit digits and a signed top digit), and of two
+    16-bit operands one is (their product can reach 2**30); then ``a @ b = sum_ij (A_i @ B_j) << (s_i + t_j)``,
+    each digit product in K blocks of as many terms as provably fit int32 (up to ``MAX_BLOCK``), the sum in
+    ``out``: modulo 2**32 or 2**64, and exact because the true result fits ``out``.
+    """
+    if a_width > 32 or b_width > 32:
+        return _int32_product(a, b, a_width, b_width, out)
+    k = a.shape[1]
+    a_digits = _digits(_values(a), a_width, split=a_width > 16)
+    b_digits = _digits(_values(b), b_width, split=b_width > 16 or a_width == b_width == 16)
+    total = None
+    for da, sa, ma in a_digits:
+        for db, sb, mb in b_digits:
+            terms = ((1 << 31) - 1) // (ma * mb)  # at least 2: the digits are at most 16 bits, one below 2**15
+            part = madd16.madd16_mm(da, db, min(madd16.MAX_BLOCK, terms - terms % 2), k > terms)
+            if total is None and sa + sb == 0:
+                total = part if part.dtype == out else part.to(out)
+            elif total is None:
+                total = part.to(out) * _wrap(1 << (sa + sb), out)
+            else:
+                total = total.add_(part, alpha=_wrap(1 << (sa + sb), out))
+    return total
+
+
+def _digits(x: torch.Tensor, width: int, split: bool) -> list[tuple[torch.Tensor, int, int]]:
+    """``x`` (values within ``width`` <= 32 signed bits) as ``(digit, shift, bound)`` triples with
+    ``x == sum digit << shift`` and ``|digit| <= bound``: ``x`` itself unless ``split``, else unsigned 15-bit
+    digits from the bottom and the signed rest (at most 17 bits left: ``width - 15 * i``) as the top digit."""
+    if not split:
+        return [(x, 0, 1 << (width - 1))]
+    x = x.to(torch.int32)
+    digits, shift = [], 0
+    while width - shift > 16 or shift == 0:
+        digits.append((torch.bitwise_and(torch.bitwise_right_shift(x, shift) if shift else x, 0x7FFF)
+                       .to(torch.int16), shift, (1 << 15) - 1))
+        shift += 15
+    digits.append((torch.bitwise_right_shift(x, shift).to(torch.int16), shift, 1 << max(width - shift - 1, 0)))
+    return digits
+
+
 _PRODUCTS: dict[Backend, Callable[..., torch.Tensor]] = {
     Backend.PLAIN: _plain_product,
     Backend.INT32: _int32_product,
+    Backend.MADD16: _madd16_product,
     Backend.INT_MM: _limbs_product,
 }
 
@@ -295,6 +344,14 @@ def _equal_chunk(k: int, chunk: int) -> int:
 def _needs_combining(a: Limbs, b: Limbs) -> bool:
     """False for int8 x int8 (one limb each, no offsets): the product is the result."""
     return a.count * b.count > 1 or bool(a.offset or b.offset)
+
+
+def _values(x: torch.Tensor | Limbs) -> torch.Tensor:
+    """``x``'s values in a dtype the madd16 kernel reads (int8, uint8, int16 or int32), without a copy where
+    they already are: a one-limb :class:`Limbs` without offset is its own stack."""
+    if isinstance(x, Limbs):
+        return x.stack if x.count == 1 and not x.offset else x.to_int32()
+    return x.to(torch.int32) if x.dtype == torch.int64 else x
 
 
 def _to_int64(x: torch.Tensor | Limbs) -> torch.Tensor:
