@@ -444,8 +444,9 @@ class DFA(DirectFeedback):
             return None
         s = self.augment_shift
         gen = self.step_generator()
-        off = torch.randint(0, 2 * s + 1, (2, n), generator=gen)
-        flip = torch.randint(0, 2, (n, 1, 1, 1), generator=gen, dtype=torch.bool) if self.augment_flip else None
+        off = torch.randint(0, 2 * s + 1, (2, n), generator=gen, device=gen.device)
+        flip = (torch.randint(0, 2, (n, 1, 1, 1), generator=gen, dtype=torch.bool, device=gen.device)
+                if self.augment_flip else None)
         return off, flip
 
     def _augment(self, x: torch.Tensor, aug: tuple) -> torch.Tensor:

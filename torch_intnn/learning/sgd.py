@@ -109,7 +109,8 @@ class IntegerSGD(torch.optim.Optimizer):
         self._divisors: dict[tuple, tuple] = {}
         self.strict = strict
         self.names = dict(names or {})
-        self.saturated = torch.zeros((), dtype=torch.int64)
+        first = next((p for group in self.param_groups for p in group["params"]), None)
+        self.saturated = torch.zeros((), dtype=torch.int64, device=first.device if first is not None else None)
 
     def check_groups(self) -> None:
         """Check every param group's settings (also after a schedule or a user changed them): ``ValueError``
@@ -164,7 +165,7 @@ class IntegerSGD(torch.optim.Optimizer):
                 new, residual = update_value(p, g, residual, group["lr_inv"] * group["amp"], group["rounding"],
                                              group["decay_inv"], group["residual"])
                 low, high = torch.aminmax(new)
-                outside = torch.zeros((), dtype=torch.int64)
+                outside = torch.zeros((), dtype=torch.int64, device=new.device)
                 if int(low) < lo or int(high) > hi:  # count only when something saturates (one pass otherwise)
                     outside = ((new < lo) | (new > hi)).sum()
                 if self.strict and int(outside):

@@ -43,12 +43,12 @@ class DrawRecorder:
 
     def randint(self, low: int, high: int, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
         self.plan.append((low, high, tuple(shape), dtype))
-        return torch.randint(low, high, shape, generator=self.generator, dtype=dtype)
+        return torch.randint(low, high, shape, generator=self.generator, dtype=dtype, device=self.generator.device)
 
     @staticmethod
     def draw(plan: list[tuple], batch: int, generator: torch.Generator) -> Draws:
         """Draw a recorded ``plan`` for a batch of ``batch`` images (every draw has the batch as dim 0)."""
-        return Draws([torch.randint(lo, hi, (batch, *shape[1:]), generator=generator, dtype=dtype)
+        return Draws([torch.randint(lo, hi, (batch, *shape[1:]), generator=generator, dtype=dtype, device=generator.device)
                       for lo, hi, shape, dtype in plan])
 
 
@@ -59,4 +59,4 @@ def randint(low: int, high: int, shape: tuple, generator, dtype: torch.dtype = t
         return generator.take()
     if isinstance(generator, DrawRecorder):
         return generator.randint(low, high, shape, dtype)
-    return torch.randint(low, high, shape, generator=generator, dtype=dtype)
+    return torch.randint(low, high, shape, generator=generator, dtype=dtype, device=generator.device)

@@ -156,7 +156,7 @@ class NitroHead(nn.Module):
         if self._where is None:
             return g.view(g.shape[0], *self.in_shape)
         c, h, w = self.in_shape
-        full = torch.zeros(g.shape[0] * h * w * c, dtype=g.dtype)
+        full = torch.zeros(g.shape[0] * h * w * c, dtype=g.dtype, device=g.device)
         full[self._where.reshape(-1)] = g.reshape(-1)
         self._where = None
         return full.view(g.shape[0], h, w, c).permute(0, 3, 1, 2)

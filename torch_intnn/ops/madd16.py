@@ -93,13 +93,15 @@ def _madd16_mm(a: torch.Tensor, b: torch.Tensor, block: int, wide: bool) -> torc
     kernel = _kernel()
     if kernel is None:
         raise RuntimeError("madd16_mm: this CPU has no AVX2, or the kernel could not be built (see the warning)")
+    if a.device.type != "cpu" or b.device.type != "cpu":
+        raise ValueError(f"madd16_mm: CPU tensors only, got {a.device} and {b.device}")
     if a.dtype not in _TYPES or b.dtype not in _TYPES:
         raise ValueError(f"madd16_mm: operands must be int8, uint8, int16 or int32, got {a.dtype} and {b.dtype}")
     if block < 2 or block % 2 or block > MAX_BLOCK:
         raise ValueError(f"madd16_mm: block must be even and in 2..{MAX_BLOCK}, got {block}")
     if a.dim() != 2 or b.dim() != 2 or b.shape[0] != k:
         raise ValueError(f"madd16_mm: shapes {tuple(a.shape)} and {tuple(b.shape)} do not multiply")
-    out = torch.empty((m, n), dtype=torch.int64 if wide else torch.int32)
+    out = torch.empty((m, n), dtype=torch.int64 if wide else torch.int32, device=a.device)
     if m and n:
         if not k:
             return out.zero_()
