@@ -88,7 +88,7 @@ def available() -> bool:
     return _kernel() is not None
 
 
-def _madd16_mm(a: torch.Tensor, b: torch.Tensor, block: int, wide: bool) -> torch.Tensor:
+def _madd16_mm(a: torch.Tensor, b: torch.Tensor, wide: bool) -> torch.Tensor:
     (m, k), n = a.shape, b.shape[1]
     kernel = _kernel()
     if kernel is None:
@@ -97,37 +97,84 @@ def _madd16_mm(a: torch.Tensor, b: torch.Tensor, block: int, wide: bool) -> torc
         raise ValueError(f"madd16_mm: CPU tensors only, got {a.device} and {b.device}")
     if a.dtype not in _TYPES or b.dtype not in _TYPES:
         raise ValueError(f"madd16_mm: operands must be int8, uint8, int16 or int32, got {a.dtype} and {b.dtype}")
-    if block < 2 or block % 2 or block > MAX_BLOCK:
-        raise ValueError(f"madd16_mm: block must be even and in 2..{MAX_BLOCK}, got {block}")
     if a.dim() != 2 or b.dim() != 2 or b.shape[0] != k:
         raise ValueError(f"madd16_mm: shapes {tuple(a.shape)} and {tuple(b.shape)} do not multiply")
     out = torch.empty((m, n), dtype=torch.int64 if wide else torch.int32, device=a.device)
-    if m and n:
-        if not k:
-            return out.zero_()
-        threads = 1 if m * k * n < _SMALL else torch.get_num_threads()
-        status = kernel(a.data_ptr(), _TYPES[a.dtype], a.stride(0), a.stride(1),
-                        b.data_ptr(), _TYPES[b.dtype], b.stride(0), b.stride(1),
-                        out.data_ptr(), int(wide), m, k, n, block, threads)
-        if status:
-            raise MemoryError("madd16_mm: the kernel could not allocate its packing buffers or start its threads")
+    if not (m and n):
+        return out
+    if not k:
+        return out.zero_()
+    threads = 1 if m * k * n < _SMALL else torch.get_num_threads()
+    bound_a, bound_b = _bound(a), _bound(b)
+    a_digits = [(a, 0, bound_a)] if bound_a < _INT16 else _digits(a)
+    b_digits = [(b, 0, bound_b)] if bound_b < _INT16 else _digits(b)
+    for i, (da, sa, ba) in enumerate(a_digits):
+        for j, (db, sb, bb) in enumerate(b_digits):
+            terms = _INT32 // max(ba * bb, 1)  # at least 2: both at most 2**15 - 1
+            part = out if i == j == 0 else torch.empty_like(out)
+            status = kernel(da.data_ptr(), _TYPES[da.dtype], da.stride(0), da.stride(1),
+                            db.data_ptr(), _TYPES[db.dtype], db.stride(0), db.stride(1),
+                            part.data_ptr(), int(wide), m, k, n, min(MAX_BLOCK, terms - terms % 2), threads)
+            if status:
+                raise MemoryError("madd16_mm: the kernel could not allocate its packing buffers or start its threads")
+            if part is not out:
+                out.add_(part, alpha=_wrapped(1 << (sa + sb), out.dtype))
     return out
 
 
-def _fake(a: torch.Tensor, b: torch.Tensor, block: int, wide: bool) -> torch.Tensor:
+_INT16, _INT32 = 1 << 15, (1 << 31) - 1
+
+
+def _bound(x: torch.Tensor) -> int:
+    """The largest magnitude in ``x``: its dtype's for 8-bit operands, its values' otherwise (one pass). Below
+    2**15, the values fit int16 and a product of two of them twice fits int32."""
+    if x.dtype == torch.int8:
+        return 128
+    if x.dtype == torch.uint8:
+        return 255
+    lo, hi = torch.aminmax(x)
+    return max(-int(lo), int(hi))
+
+
+def _digits(x: torch.Tensor) -> list[tuple[torch.Tensor, int, int]]:
+    """``x`` (int32 values) as ``(digit, shift, bound)`` triples, ``x == sum digit << shift`` with
+    ``|digit| <= bound``: unsigned 15-bit digits from the bottom, and the signed rest (at most 17 bits) on top."""
+    x = x.to(torch.int32)
+    digits = [(torch.bitwise_and(x, 0x7FFF).to(torch.int16), 0, _INT16 - 1)]
+    rest = torch.bitwise_right_shift(x, 15)
+    if _bound(rest) >= _INT16:  # more than 16 bits left: one more unsigned digit
+        digits.append((torch.bitwise_and(rest, 0x7FFF).to(torch.int16), 15, _INT16 - 1))
+        rest = torch.bitwise_right_shift(x, 30)
+    digits.append((rest.to(torch.int16), 15 * len(digits), _bound(rest)))
+    return digits
+
+
+def _wrapped(value: int, dtype: torch.dtype) -> int:
+    """``value`` reduced to ``dtype``'s two's-complement range (sums in it are exact modulo 2**width)."""
+    width = 32 if dtype == torch.int32 else 64
+    value &= (1 << width) - 1
+    return value - (1 << width) if value >> (width - 1) else value
+
+
+def _fake(a: torch.Tensor, b: torch.Tensor, wide: bool) -> torch.Tensor:
     return a.new_empty((a.shape[0], b.shape[1]), dtype=torch.int64 if wide else torch.int32)
 
 
 # Registered through torch.library's low-level API (a CPU kernel and a fake one): a call costs a few
 # microseconds of dispatch where torch.library.custom_op's wrapper costs about 50.
 _LIBRARY = torch.library.Library("torch_intnn", "DEF")
-_LIBRARY.define("madd16_mm(Tensor a, Tensor b, int block, bool wide) -> Tensor")
+_LIBRARY.define("madd16_mm(Tensor a, Tensor b, bool wide) -> Tensor")
 _LIBRARY.impl("madd16_mm", _madd16_mm, "CPU")
 torch.library.register_fake("torch_intnn::madd16_mm", _fake, lib=_LIBRARY)
 madd16_mm = torch.ops.torch_intnn.madd16_mm
-madd16_mm.__doc__ = """``madd16_mm(a, b, block, wide)``: ``a @ b`` exactly, for (M, K) and (K, N) CPU tensors of int8, uint8,
-int16 or int32 whose values fit int16.
+madd16_mm.__doc__ = """``madd16_mm(a, b, wide)``: ``a @ b`` exactly, for (M, K) and (K, N) CPU tensors of int8, uint8, int16 or
+int32, any strides; a contiguous (M, N) int64 tensor if ``wide``, else int32, which the caller proves holds the
+result.
 
-``block`` (even, 2 to ``MAX_BLOCK``) is how many terms each int32 partial sum holds: the caller proves that
-``block`` products fit int32 (so at least two do). The blocks are added in int64 if ``wide``, else in int32,
-which the caller proves holds the whole sum. Any strides; returns a contiguous (M, N) int64 or int32 tensor."""
+The kernel multiplies int16 values whose products fit int32 at least two at a time. This op measures the
+operands' values (one pass over each operand wider than 8 bits), so a step compiled with declared widths
+multiplies at the widths the values have, as an eager one does: an operand beyond 16 bits is cut into base-2**15
+digits (unsigned 15-bit digits, the signed rest on top), and so is one holding -2**15 (two of its squares
+overflow a pair sum); then ``a @ b = sum_ij (A_i @ B_j) << (s_i + t_j)``, each digit product in K blocks of as
+many terms as provably fit int32 (up to ``MAX_BLOCK``), the sum modulo 2**64 or 2**32, exact because the true
+result fits."""

@@ -260,48 +260,11 @@ def _limbs_product(a, b, a_width: int, b_width: int, out: torch.dtype,
 
 
 def _madd16_product(a, b, a_width: int, b_width: int, out: torch.dtype) -> torch.Tensor:
-    """``Backend.MADD16``: the AVX2 kernel (:mod:`torch_intnn.ops.madd16`) for operands within 32 bits, others as
-    ``Backend.INT32``.
-
-    The kernel takes int16 values whose products fit int32 at least two at a time. An operand wider than 16 bits
-    is cut into base-2**15 digits (:func:`_digits`: unsigned 15-bit digits and a signed top digit), and of two
-    16-bit operands one is (their product can reach 2**30); then ``a @ b = sum_ij (A_i @ B_j) << (s_i + t_j)``,
-    each digit product in K blocks of as many terms as provably fit int32 (up to ``MAX_BLOCK``), the sum in
-    ``out``: modulo 2**32 or 2**64, and exact because the true result fits ``out``.
-    """
+    """``Backend.MADD16``: the AVX2 kernel (:func:`torch_intnn.ops.madd16.madd16_mm`, which cuts operands beyond
+    16 bits into digits) for operands within 32 bits, others as ``Backend.INT32``."""
     if a_width > 32 or b_width > 32:
         return _int32_product(a, b, a_width, b_width, out)
-    k = a.shape[1]
-    a_digits = _digits(_values(a), a_width, split=a_width > 16)
-    b_digits = _digits(_values(b), b_width, split=b_width > 16 or a_width == b_width == 16)
-    total = None
-    for da, sa, ma in a_digits:
-        for db, sb, mb in b_digits:
-            terms = ((1 << 31) - 1) // (ma * mb)  # at least 2: the digits are at most 16 bits, one below 2**15
-            part = madd16.madd16_mm(da, db, min(madd16.MAX_BLOCK, terms - terms % 2), k > terms)
-            if total is None and sa + sb == 0:
-                total = part if part.dtype == out else part.to(out)
-            elif total is None:
-                total = part.to(out) * _wrap(1 << (sa + sb), out)
-            else:
-                total = total.add_(part, alpha=_wrap(1 << (sa + sb), out))
-    return total
-
-
-def _digits(x: torch.Tensor, width: int, split: bool) -> list[tuple[torch.Tensor, int, int]]:
-    """``x`` (values within ``width`` <= 32 signed bits) as ``(digit, shift, bound)`` triples with
-    ``x == sum digit << shift`` and ``|digit| <= bound``: ``x`` itself unless ``split``, else unsigned 15-bit
-    digits from the bottom and the signed rest (at most 17 bits left: ``width - 15 * i``) as the top digit."""
-    if not split:
-        return [(x, 0, 1 << (width - 1))]
-    x = x.to(torch.int32)
-    digits, shift = [], 0
-    while width - shift > 16 or shift == 0:
-        digits.append((torch.bitwise_and(torch.bitwise_right_shift(x, shift) if shift else x, 0x7FFF)
-                       .to(torch.int16), shift, (1 << 15) - 1))
-        shift += 15
-    digits.append((torch.bitwise_right_shift(x, shift).to(torch.int16), shift, 1 << max(width - shift - 1, 0)))
-    return digits
+    return madd16.madd16_mm(_values(a), _values(b), out == torch.int64)
 
 
 _PRODUCTS: dict[Backend, Callable[..., torch.Tensor]] = {
