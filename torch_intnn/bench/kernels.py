@@ -16,8 +16,8 @@ the same with the weight split once, as ``IntLinear`` / ``IntConv2d`` do while t
 recombination around ``_int_mm`` (with torch 2.14 on CPU it beats the eager split-each-call path on some
 shapes and loses on others); ``int32 torch.mm`` is PyTorch's own integer GEMM, for reference. The integer
 paths run on :func:`~torch_intnn.ops.backend.default_backend` (``_int_mm`` on CPUs with int8 dot products,
-chunked int32 GEMMs elsewhere; ``TORCH_INTNN_GEMM`` chooses), which the header names with the CPU's int8
-dot-product instructions.
+the ``madd16`` AVX2 kernel on other x86 CPUs with AVX2, chunked int32 GEMMs elsewhere; ``TORCH_INTNN_GEMM``
+chooses), which the header names with the CPU's int8 dot-product instructions.
 
 The ``min ms`` columns give each path's fastest run and its ratio to the fastest float32 run. On a machine
 shared with other jobs, where a preemption lands in a random run, they and ``--clock cpu`` (process CPU time
