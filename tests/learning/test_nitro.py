@@ -145,25 +145,42 @@ def _mlp_with_every_random_draw(seed=0):
     return model
 
 
-def _compare_compiled(backend, steps=6, **rule_args):
+def _cnn_with_every_random_draw(seed=0):
+    """A small NITRO CNN (two conv blocks, a pool between them, an FC block) with crops, flips and dropout."""
+    from torch_intnn.models.nitro import build_nitro_cnn
+
+    model = build_nitro_cnn("mnist", [8, "P", 16, "P"], [32], seed=seed, d_max=256, dropout_pct=20)
+    model.augment.flip = True
+    return model
+
+
+def _compare_compiled(backend, steps=6, make=_mlp_with_every_random_draw, residuals=5, milestone=None,
+                      **rule_args):
+    """Eager and compiled steps on the same batches (the last one smaller): equal statistics, weights, step
+    counters and residuals; with ``milestone``, the schedule changes the divisors after that many steps."""
     models, rules, opts = [], [], []
     for _ in range(2):
-        model = _mlp_with_every_random_draw()
+        model = make()
         model.fit_input(_batch(64)[0])
         rule = create_rule("nitro", model, seed=3, **rule_args)
         models.append(model), rules.append(rule), opts.append(rule.configure_optimizer())
     rules[1].compile_step(backend=backend)
     for i in range(steps):
+        if i == milestone:
+            for rule, opt in zip(rules, opts):
+                rule.apply_schedule(1, opt)
         x, y = _batch(16 if i < steps - 1 else 12, seed=i)  # the last batch is smaller, as an epoch's last
         eager = rules[0].train_step(x, y, opts[0])
         compiled = rules[1].train_step(x, y, opts[1])
         assert {k: int(v) for k, v in eager.items()} == {k: int(v) for k, v in compiled.items()}
+    if milestone is not None:
+        assert opts[1].param_groups[0]["lr_inv"] == 3 * rules[1].lr_inv  # the schedule did change
     a, b = models[0].state_dict(), models[1].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert torch.equal(rules[0].steps, rules[1].steps)
     ra = [s["residual"] for s in opts[0].state.values() if "residual" in s]
     rb = [s["residual"] for s in opts[1].state.values() if "residual" in s]
-    assert len(ra) == len(rb) == (5 if rule_args.get("residual") else 0)
+    assert len(ra) == len(rb) == (residuals if rule_args.get("residual") else 0)
     assert all(torch.equal(u, v) for u, v in zip(ra, rb))
 
 
@@ -189,3 +206,27 @@ def test_compiled_nitro_step_is_integer_only(gemm_op):
 @pytest.mark.slow
 def test_inductor_compiled_nitro_step_is_bit_identical_to_eager():
     _compare_compiled("inductor", steps=4, residual=True, rounding="floor")
+
+
+def test_compiled_cnn_step_matches_eager_across_a_schedule_change():
+    """The conv blocks' step (im2col kept for the weight gradient, pooling with its positions, unpooling)
+    traced by Dynamo, with crops, flips and dropout, floor rounding with residuals, and a milestone."""
+    _compare_compiled("eager", steps=4, make=_cnn_with_every_random_draw, residuals=7, milestone=2,
+                      residual=True, rounding="floor", lr_milestones=[1])
+
+
+def test_compiled_cnn_step_is_integer_only(gemm_op):
+    from torch_intnn.audit import integer_only_backend
+
+    model = _cnn_with_every_random_draw()
+    rule = create_rule("nitro", model)
+    ops = []
+    rule.compile_step(backend=integer_only_backend(ops))
+    rule.train_step(*_batch(16), rule.configure_optimizer())
+    assert gemm_op in ops and "aten.randint.low" not in ops
+
+
+@pytest.mark.slow
+def test_inductor_compiled_cnn_step_is_bit_identical_to_eager():
+    _compare_compiled("inductor", steps=3, make=_cnn_with_every_random_draw, residuals=7, milestone=1,
+                      residual=True, rounding="floor", lr_milestones=[1])

@@ -427,3 +427,33 @@ def test_madd16_refuses_what_it_cannot_multiply():
         resolve_backend("madd16", torch.device("cuda"), 10**9)
     with pytest.raises(ValueError, match="CPU only"):
         set_default_backend("madd16", "cuda")
+
+
+@needs_madd16
+def test_madd16_builds_its_kernel_on_first_use_in_a_fresh_temporary_directory(tmp_path):
+    code = ("from torch_intnn.ops import default_backend, int_matmul; import torch; "
+            "a = torch.full((3, 600), -128, dtype=torch.int8); "
+            "print(default_backend('cpu').value, int(int_matmul(a, a.T, backend='madd16')[0, 0]))")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["madd16" if not has_int8_dot() else "int_mm", str(600 * 128 * 128)]
+    assert [p.suffix for p in (tmp_path / f"torch_intnn_{os.getuid()}").iterdir()] == [".so"]
+
+
+@needs_madd16
+def test_madd16_without_a_compiler_or_with_a_failing_build_warns_and_is_unavailable(monkeypatch, tmp_path):
+    try:
+        monkeypatch.setattr(madd16, "_compiler", lambda: None)
+        madd16._kernel.cache_clear()
+        with pytest.warns(RuntimeWarning, match="no C compiler"):
+            assert not madd16.available()
+        monkeypatch.undo()
+        monkeypatch.setattr(madd16, "_FLAGS", [*madd16._FLAGS, "-no-such-flag"])
+        monkeypatch.setattr(madd16.tempfile, "gettempdir", lambda: str(tmp_path))
+        madd16._kernel.cache_clear()
+        with pytest.warns(RuntimeWarning, match="compiling madd16.c failed"):
+            assert not madd16.available()
+    finally:
+        monkeypatch.undo()
+        madd16._kernel.cache_clear()
+    assert madd16.available()

@@ -5,7 +5,7 @@ an int32 ``torch.mm`` reaches 6 to 9 GOPS on the products of a CNN step (AVX2 AM
 of float32. ``vpmaddwd`` multiplies 16 pairs of int16 and adds neighbouring products into 8 int32 lanes, twice
 float32 FMA's multiply-adds per instruction. ``madd16.c`` (beside this file) is a blocked GEMM on it; its
 docstring says how it packs the operands and why the result is exact. It is compiled once per machine with the
-system C compiler into ``<tmp>/torch_intnn_<user>/`` (keyed by the source's and the compiler's hash), loaded
+system C compiler into ``<tmp>/torch_intnn_<uid>/`` (keyed by the source's and the compiler's hash), loaded
 with ``ctypes`` and called through the custom op ``torch_intnn::madd16_mm``, which ``torch.compile`` keeps
 in its graph as an opaque call.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import getpass
 import hashlib
 import os
 import platform
@@ -47,11 +46,13 @@ def _build(compiler: str) -> Path:
     """The kernel's shared library, compiled unless this source and compiler built it before."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256(_SOURCE.read_bytes() + version.encode() + " ".join(_FLAGS).encode()).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / f"torch_intnn_{getpass.getuser()}"
+    folder = Path(tempfile.gettempdir()) / f"torch_intnn_{os.getuid()}"
     library = folder / f"madd16-{key}.so"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # the user's own: nobody else's library gets loaded
+    if folder.stat().st_uid != os.getuid():
+        raise RuntimeError(f"{folder} belongs to another user")
     if library.exists():
         return library
-    folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f"madd16-{key}.{os.getpid()}.tmp"
     done = subprocess.run([compiler, *_FLAGS, str(_SOURCE), "-o", str(partial)], capture_output=True, text=True)
     if done.returncode:
