@@ -120,3 +120,23 @@ def test_every_integer_model_is_a_named_factory_citing_its_paper(name):
     factory = getattr(module, name)
     assert _registry._MODELS[name] is factory and factory.__name__ == name
     assert ("nitro_d.md" if module is nitro else "PocketNN") in factory.__doc__
+
+
+def test_cnn_twin_augments_like_its_integer_model_and_drops_out_where_it_does():
+    from torch_intnn.models import create_model
+    from torch_intnn.ops import crop_flip
+
+    twin = create_model("nitro_small_cnn_float", seed=0, augment=True, dropout=0.1)
+    assert (twin.crop_padding, twin.flip) == (4, True)  # CIFAR-10's: the integer model's IntRandomCropFlip
+    last = twin.blocks[-1]
+    assert isinstance(last[-2], torch.nn.Dropout) and isinstance(last[-1], torch.nn.MaxPool2d)
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(5)
+    crops = twin.augmented(x)
+    torch.manual_seed(5)
+    dy, dx, flip = torch.randint(0, 9, (8,)), torch.randint(0, 9, (8,)), torch.randint(0, 2, (8,)).bool()
+    assert torch.equal(crops, crop_flip(x, 4, dy, dx, flip)) and not torch.equal(crops, x)
+    assert torch.equal(twin.eval().augmented(x), x)
+    plain = create_model("nitro_small_cnn_float", seed=0)
+    assert (plain.crop_padding, plain.flip) == (0, False) and sum(p.numel() for p in plain.parameters()) == \
+        sum(p.numel() for p in twin.parameters())

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from torch_intnn.data import dataset_info
+from torch_intnn.ops import crop_flip
 from torch_intnn.models import nitro, pocketnn  # noqa: F401  (the integer models the twins are built from)
 from torch_intnn.models._registry import list_models, model_info, register_model
 
@@ -27,11 +28,16 @@ __all__ = ["FloatNet", "mlp_twin", "cnn_twin", "twin_of"]
 class FloatNet(nn.Module):
     """``blocks`` (a list of trainable units) followed by an ``output`` linear layer.
 
+    With ``augment``, training-mode inputs get the integer model's augmentation for the dataset first: a random
+    crop after zero padding by ``crop_padding`` pixels and, where the dataset flips, a left-right flip with
+    probability 1/2 (the same kernel, :func:`torch_intnn.ops.crop_flip`; offsets from torch's global generator,
+    which Lightning's ``seed_everything`` seeds).
+
     Shapes: x (N, C, H, W) uint8 -> scores (N, num_classes) float32. ``features(x)`` returns every block's
     output as well, for the local rules.
     """
 
-    def __init__(self, blocks: list[nn.Module], output: nn.Module, dataset: str) -> None:
+    def __init__(self, blocks: list[nn.Module], output: nn.Module, dataset: str, augment: bool = False) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.output = output
@@ -39,13 +45,24 @@ class FloatNet(nn.Module):
         mean, std = info.mean, info.std
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+        self.crop_padding, self.flip = (info.crop_padding, info.flip) if augment else (0, False)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return (x.float() / 255 - self.mean) / self.std
 
+    def augmented(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` randomly cropped and flipped in training mode (see the class docstring), else ``x``."""
+        if not self.training or not (self.crop_padding or self.flip):
+            return x
+        n, pad = x.shape[0], self.crop_padding
+        dy = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
+        dx = torch.randint(0, 2 * pad + 1, (n,), device=x.device)
+        flip = torch.randint(0, 2, (n,), device=x.device).bool() if self.flip else None
+        return crop_flip(x, pad, dy, dx, flip)
+
     def features(self, x: torch.Tensor, detach_between: bool = False) -> list[torch.Tensor]:
         """Block outputs; with ``detach_between`` no gradient crosses from one block into the previous one."""
-        h, outs = self.normalize(x), []
+        h, outs = self.normalize(self.augmented(x)), []
         for block in self.blocks:
             h = block(h.detach() if detach_between else h)
             outs.append(h)
@@ -59,9 +76,11 @@ def _act(name: str) -> nn.Module:
     return {"tanh": nn.Tanh(), "relu": nn.ReLU(), "leaky4": nn.LeakyReLU(0.25)}[name]
 
 
-def mlp_twin(sizes: list[int], activation: str, dataset: str, seed: int = 0, dropout: float = 0.0) -> FloatNet:
+def mlp_twin(sizes: list[int], activation: str, dataset: str, seed: int = 0, dropout: float = 0.0,
+             augment: bool = False) -> FloatNet:
     """MLP ``sizes[0] - ... - sizes[-1]``: a flatten joins the first block. ``dropout`` > 0 ends every hidden
-    block with ``nn.Dropout(dropout)`` (no weights: the architecture stays the integer model's)."""
+    block with ``nn.Dropout(dropout)`` (no weights: the architecture stays the integer model's); ``augment``: as
+    :class:`FloatNet`."""
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     torch.manual_seed(seed)
@@ -73,19 +92,27 @@ def mlp_twin(sizes: list[int], activation: str, dataset: str, seed: int = 0, dro
     output = nn.Linear(sizes[-2], sizes[-1])
     if len(sizes) == 2:
         output = nn.Sequential(nn.Flatten(), output)
-    return FloatNet(blocks, output, dataset)
+    return FloatNet(blocks, output, dataset, augment)
 
 
 def cnn_twin(
-    convs: list[int | str], fc: list[int], in_shape: tuple[int, int, int], activation: str, dataset: str, seed: int = 0
+    convs: list[int | str], fc: list[int], in_shape: tuple[int, int, int], activation: str, dataset: str,
+    seed: int = 0, dropout: float = 0.0, augment: bool = False,
 ) -> FloatNet:
     """VGG-style CNN: ``convs`` lists 3x3 conv widths with ``"P"`` for a 2x2 max pool (joined to the block before);
-    then flatten, the ``fc`` hidden widths, and the output layer."""
+    then flatten, the ``fc`` hidden widths, and the output layer. ``dropout`` > 0 puts ``nn.Dropout(dropout)``
+    where the integer model puts its dropouts: before the last max pool and after every FC block; ``augment``:
+    as :class:`FloatNet`."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     torch.manual_seed(seed)
     c, h, w = in_shape
     blocks: list[nn.Sequential] = []
-    for item in convs:
+    last_pool = max((i for i, v in enumerate(convs) if v == "P"), default=None)
+    for i, item in enumerate(convs):
         if item == "P":
+            if i == last_pool and dropout:
+                blocks[-1].append(nn.Dropout(dropout))
             blocks[-1].append(nn.MaxPool2d(2))
             h, w = h // 2, w // 2
             continue
@@ -94,12 +121,13 @@ def cnn_twin(
     n_in = c * h * w
     for i, width in enumerate(fc):
         layers = [nn.Flatten()] if i == 0 else []
-        blocks.append(nn.Sequential(*layers, nn.Linear(n_in, width, bias=False), _act(activation)))
+        tail = [nn.Dropout(dropout)] if dropout else []
+        blocks.append(nn.Sequential(*layers, nn.Linear(n_in, width, bias=False), _act(activation), *tail))
         n_in = width
     output = nn.Linear(n_in, 10, bias=False)
     if not fc:  # the output layer reads the last conv block's pooled maps directly
         output = nn.Sequential(nn.Flatten(), output)
-    return FloatNet(blocks, output, dataset)
+    return FloatNet(blocks, output, dataset, augment)
 
 
 def twin_of(name: str, seed: int = 0, **options) -> FloatNet:
