@@ -25,10 +25,12 @@ commands:
   compare RECIPE [RECIPE ...] [--seeds S ...] [--out DIR] [--reuse] [-- FIT ARGS]
                              train integer and float runs per seed, write a table, a plot and one TensorBoard folder
   bench kernels | train      integer kernel / training-step throughput next to float32, the CPU named
+  export CKPT_OR_RUN --out DIR [--verify]
+                             write a trained integer model as dependency-free C99 (no floating point), with sizes
   models                     list the registered models
   recipes                    list the recipes (usable by name with --config)
 
-environment: TORCH_INTNN_DATA (data root; or --data.root), TORCH_INTNN_GEMM (int_mm | int32 | plain | auto)
+environment: TORCH_INTNN_DATA (data root; or --data.root), TORCH_INTNN_GEMM (int_mm | madd16 | int32 | plain | auto)
 """
 
 GEMM_ENV = "TORCH_INTNN_GEMM"  # the one environment variable the command reads besides the data root's
@@ -61,7 +63,7 @@ def keep_freed_memory() -> bool:
 
 
 def gemm_from_environment() -> None:
-    """``TORCH_INTNN_GEMM=int_mm|int32|plain|auto``: the CPU's GEMM backend for this command
+    """``TORCH_INTNN_GEMM=int_mm|madd16|int32|plain|auto``: the CPU's GEMM backend for this command
     (:func:`~torch_intnn.ops.set_default_backend`; ``auto`` or unset: the one detected for this CPU)."""
     from torch_intnn.ops import set_default_backend
 
@@ -90,6 +92,10 @@ def main(argv: list[str] | None = None) -> None:
         from torch_intnn.bench import main as bench_main
 
         sys.exit(bench_main(argv[1:]))
+    if command == "export":
+        from torch_intnn.export import main as export_main
+
+        sys.exit(export_main(argv[1:]))
     if command == "compare":
         from torch_intnn.lightning.compare import main as compare_main
 
