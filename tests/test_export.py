@@ -88,3 +88,29 @@ def test_intnn_export_reads_a_checkpoint_and_its_run_folder(tmp_path, capsys):
     torch.save({"hyper_parameters": float_hparams, "state_dict": {}}, tmp_path / "float.ckpt")
     with pytest.raises(SystemExit, match="not a checkpoint of an integer model"):
         main([str(tmp_path / "float.ckpt"), "--out", str(tmp_path / "f")])
+
+
+_M3_TOOLS = ("arm-none-eabi-gcc", "arm-none-eabi-objdump", "arm-none-eabi-size", "qemu-system-arm")
+needs_m3 = pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in _M3_TOOLS),
+    reason="the Cortex-M leg needs arm-none-eabi-gcc, its newlib and qemu-system-arm (Debian: gcc-arm-none-eabi, "
+           "libnewlib-arm-none-eabi, qemu-system-arm; .ci/run installs them)")
+
+
+@needs_m3
+@pytest.mark.parametrize("name,args", [("pocketnn_mlp_mnist", {}), ("nitro_small_cnn", {"width_div": 4})])
+def test_the_library_runs_on_an_emulated_cortex_m3_without_fpu_and_gives_the_same_scores(tmp_path, name, args):
+    from torch_intnn.export import run_on_cortex_m3
+
+    model, x = _trained(name, **args)
+    export_c(model, tmp_path)
+    result = run_on_cortex_m3(model, tmp_path, x[:6])
+    assert result["equal"] == result["images"] == 6
+    assert result["fp_instructions"] == [] and result["text_bytes"] > 0
+
+
+def test_the_floating_point_check_recognises_fpu_instructions():
+    from torch_intnn.export import _FP_MNEMONIC
+
+    assert _FP_MNEMONIC.findall("  8000:\tee30 0a20 \tvadd.f32\ts0, s0, s1\n  8004:\t4770 \tbx\tlr\n") == ["vadd.f32"]
+    assert _FP_MNEMONIC.findall("  8000:\tfb01 f303 \tmul.w\tr3, r1, r3\n  8004:\tea4f 0161 \tasr.w\tr1, r1, #1\n") == []

@@ -300,8 +300,11 @@ int main(void) {
 """
 
 
-def export_c(model: nn.Module, out_dir: str | Path, name: str = "model") -> ExportReport:
-    """Write ``NAME.h`` and ``NAME.c`` (module docstring) for ``model`` into ``out_dir``; return the report.
+def export_c(model: nn.Module, out_dir: str | Path, name: str = "model",
+             input_shape: tuple[int, int, int] | None = None) -> ExportReport:
+    """Write ``NAME.h``, ``NAME.c`` (module docstring) and a host ``harness.c`` for ``model`` into ``out_dir``;
+    return the report. ``input_shape`` (C, H, W) names the image shape in the report where the model does not
+    know it (a PocketMLP sees only its flat input).
 
     Raises :class:`UnsupportedLayer` (naming the layer) for a model or layer the exporter does not know, before
     writing anything.
@@ -362,6 +365,8 @@ int model_predict(const uint8_t *image, int32_t *scores) {{
     (out / f"{name}.c").write_text(source)
     (out / "harness.c").write_text(_HARNESS.replace('"model.h"', f'"{name}.h"'))
     ram = 4 * (2 * e.buffer + e.scratch + (classes if result == "total" else 0))
+    if input_shape is not None and math.prod(input_shape) == n_in:
+        shape = tuple(input_shape)
     return ExportReport(e.flash, ram, e.macs, classes, shape,
                         [str(out / f"{name}.h"), str(out / f"{name}.c"), str(out / "harness.c")])
 
@@ -449,24 +454,126 @@ def main(argv: list[str]) -> int:
     p.add_argument("--verify", action="store_true",
                    help="compile on this host (cc, no floating point) and compare every test image's scores with "
                         "PyTorch's (needs the dataset: $TORCH_INTNN_DATA or --data-root)")
-    p.add_argument("--data-root", default=None, help="torchvision data root for --verify")
+    p.add_argument("--cortex-m3", type=int, default=0, metavar="N",
+                   help="also cross-compile for a Cortex-M3 without FPU and run the first N test images under "
+                        "qemu-system-arm -M mps2-an385, comparing the scores (needs arm-none-eabi-gcc and QEMU)")
+    p.add_argument("--data-root", default=None, help="torchvision data root for --verify and --cortex-m3")
     args = p.parse_args(argv)
     try:
+        from torch_intnn.models import model_info
+
         model, name = model_from_checkpoint(args.checkpoint)
-        report = export_c(model, args.out, args.name)
+        report = export_c(model, args.out, args.name, input_shape=model_info(name)["input_shape"])
     except (UnsupportedLayer, ValueError, FileNotFoundError) as err:
         raise SystemExit(f"intnn export: {err}") from None
     print(f"wrote {', '.join(report.files)}")
     print(f"input {report.input_shape} uint8, {report.classes} classes; weights and tables {report.flash_bytes:,} B "
           f"(flash), activation buffers {report.ram_bytes:,} B (RAM), {report.macs:,} multiply-accumulates per image")
-    if not args.verify:
+    if not (args.verify or args.cortex_m3):
         return 0
     from torch_intnn.data import load_split
-    from torch_intnn.models import model_info
 
     dataset = model_info(name)["dataset"]
     images, _ = load_split(dataset, train=False, root=args.data_root, download=False)
-    print(f"verifying {len(images):,} {dataset} test images on this host ...", file=sys.stderr, flush=True)
-    equal, total = verify_on_host(model, args.out, images, args.name)
-    print(f"host build: {equal:,} of {total:,} test images give PyTorch's scores exactly")
-    return 0 if equal == total else 1
+    ok = True
+    if args.verify:
+        print(f"verifying {len(images):,} {dataset} test images on this host ...", file=sys.stderr, flush=True)
+        equal, total = verify_on_host(model, args.out, images, args.name)
+        print(f"host build: {equal:,} of {total:,} test images give PyTorch's scores exactly")
+        ok &= equal == total
+    if args.cortex_m3:
+        print(f"running {args.cortex_m3} test images on an emulated Cortex-M3 ...", file=sys.stderr, flush=True)
+        m3 = run_on_cortex_m3(model, args.out, images[:args.cortex_m3], args.name)
+        print(f"Cortex-M3 (qemu mps2-an385, soft float): {m3['equal']} of {m3['images']} images give PyTorch's "
+              f"scores exactly; program .text {m3['text_bytes']:,} B, .data {m3['data_bytes']:,} B, .bss "
+              f"{m3['bss_bytes']:,} B; floating-point instructions in the disassembly: "
+              f"{', '.join(m3['fp_instructions']) or 'none'}")
+        ok &= m3["equal"] == m3["images"] and not m3["fp_instructions"]
+    return 0 if ok else 1
+
+
+_M3_VECTORS = r"""/* Cortex-M vector table: the initial stack pointer and the reset handler (newlib's crt0 _start). */
+#include <stdint.h>
+extern void _start(void);
+extern uint32_t __stack;
+__attribute__((section(".vectors"), used)) const void *const vectors[2] = {&__stack, (const void *)_start};
+"""
+
+# newlib's crt0 does not copy .data from flash, so .data is placed in RAM directly (QEMU loads the ELF segments
+# at their addresses); MPS2-AN385: code memory at 0x0, data memory at 0x20000000.
+_M3_LINK = r"""MEMORY { FLASH (rx) : ORIGIN = 0x00000000, LENGTH = 4M
+         RAM (rwx)  : ORIGIN = 0x20000000, LENGTH = 4M }
+SECTIONS {
+  .vectors : { KEEP(*(.vectors)) } > FLASH
+  .text : { *(.text*) *(.rodata*) KEEP(*(.init)) KEEP(*(.fini)) } > FLASH
+  .ARM.exidx : { *(.ARM.exidx*) } > FLASH
+  .init_array : { __init_array_start = .; KEEP(*(.init_array*)) __init_array_end = .; } > RAM
+  .fini_array : { __fini_array_start = .; KEEP(*(.fini_array*)) __fini_array_end = .; } > RAM
+  .data : { *(.data*) } > RAM
+  .bss : { __bss_start__ = .; *(.bss*) *(COMMON) . = ALIGN(8); __bss_end__ = .; } > RAM
+  end = .; __end__ = .;
+  __stack = ORIGIN(RAM) + LENGTH(RAM);
+}
+"""
+
+_M3_MAIN = r"""/* Scores of the embedded sample images, one line each, printed through semihosting. */
+#include <stdio.h>
+#include "model.h"
+#include "samples.h"
+
+int main(void) {
+  int32_t scores[MODEL_CLASSES];
+  for (int n = 0; n < SAMPLES; n++) {
+    model_predict(samples[n], scores);
+    for (int j = 0; j < MODEL_CLASSES; j++) printf(j ? " %ld" : "%ld", (long)scores[j]);
+    printf("\n");
+  }
+  return 0;
+}
+"""
+
+M3_FLAGS = ["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
+_FP_MNEMONIC = __import__("re").compile(r"\t(v[a-z0-9.]+|vfp\w*|fmrx|fmxr|cdp|mrc\s+p1[01])\b")
+
+
+def run_on_cortex_m3(model: nn.Module, out_dir: str | Path, images: torch.Tensor, name: str = "model",
+                     timeout: float = 600.0) -> dict:
+    """Cross-compile the exported library for a Cortex-M3 (no FPU: ``-mcpu=cortex-m3 -mthumb -mfloat-abi=soft``,
+    newlib with semihosting) with ``images`` embedded, run it under ``qemu-system-arm -M mps2-an385``, and
+    compare the printed scores with the model's.
+
+    Returns ``{"equal": images equal, "images": n, "fp_instructions": [...], "text_bytes": ..., "data_bytes":
+    ..., "bss_bytes": ...}``; ``fp_instructions`` lists the floating-point instructions found in the program's
+    disassembly (``arm-none-eabi-objdump -d``; none is expected). Needs ``arm-none-eabi-gcc``, its newlib and
+    ``qemu-system-arm`` (Debian: gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm).
+    """
+    import subprocess
+
+    out = Path(out_dir)
+    m3 = out / "cortex-m3"
+    m3.mkdir(parents=True, exist_ok=True)
+    (m3 / "vectors.c").write_text(_M3_VECTORS)
+    (m3 / "link.ld").write_text(_M3_LINK)
+    (m3 / "main.c").write_text(_M3_MAIN.replace('"model.h"', f'"{name}.h"'))
+    flat = images.reshape(len(images), -1)
+    rows = ",\n".join("{" + ",".join(str(int(v)) for v in row.tolist()) + "}" for row in flat)
+    (m3 / "samples.h").write_text(f"#define SAMPLES {len(images)}\nstatic const uint8_t samples[SAMPLES][{flat.shape[1]}]"
+                                  f" = {{\n{rows}\n}};\n")
+    elf = m3 / "program.elf"
+    subprocess.run(["arm-none-eabi-gcc", *M3_FLAGS, "--specs=rdimon.specs", "-T", str(m3 / "link.ld"),
+                    "-I", str(out), str(m3 / "vectors.c"), str(m3 / "main.c"), str(out / f"{name}.c"),
+                    "-o", str(elf)], check=True, capture_output=True, text=True)
+    done = subprocess.run(["qemu-system-arm", "-M", "mps2-an385", "-nographic", "-monitor", "none",
+                           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)],
+                          capture_output=True, text=True, timeout=timeout, check=True)
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    scores = torch.tensor([[int(v) for v in line.split()] for line in lines], dtype=torch.int64)
+    with torch.no_grad():
+        expected = model(images).to(torch.int64)
+    equal = int((scores == expected).all(1).sum()) if scores.shape == expected.shape else 0
+    disassembly = subprocess.run(["arm-none-eabi-objdump", "-d", str(elf)], capture_output=True, text=True,
+                                 check=True).stdout
+    sizes = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True, check=True).stdout
+    text, data, bss = (int(v) for v in sizes.splitlines()[1].split()[:3])
+    return {"equal": equal, "images": len(images), "fp_instructions": sorted(set(_FP_MNEMONIC.findall(disassembly))),
+            "text_bytes": text, "data_bytes": data, "bss_bytes": bss}
