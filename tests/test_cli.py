@@ -23,7 +23,7 @@ def test_the_help_page_lists_every_command(capsys):
         out = capsys.readouterr().out
         commands = [line.split()[0] for line in out.split("commands:")[1].split("environment:")[0].splitlines()
                     if line.startswith("  ") and not line.startswith("   ")]
-        assert commands == ["fit", "validate", "test", "predict", "compare", "bench", "models", "recipes"]
+        assert commands == ["fit", "validate", "test", "predict", "compare", "bench", "export", "models", "recipes"]
 
 
 def test_recipes_are_listed_and_found_by_name_from_any_directory(tmp_path, monkeypatch, capsys):
