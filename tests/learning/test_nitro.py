@@ -192,10 +192,11 @@ def test_compiled_step_matches_eager_with_crops_flips_and_dropout(rule_args):
     _compare_compiled("eager", **rule_args)
 
 
-def test_compiled_nitro_step_is_integer_only(gemm_op):
+@pytest.mark.parametrize("make", [_mlp_with_every_random_draw, _cnn_with_every_random_draw], ids=["mlp", "cnn"])
+def test_compiled_nitro_step_is_integer_only(gemm_op, make):
     from torch_intnn.audit import integer_only_backend
 
-    model = _mlp_with_every_random_draw()
+    model = make()
     rule = create_rule("nitro", model)
     ops = []
     rule.compile_step(backend=integer_only_backend(ops))
@@ -213,17 +214,6 @@ def test_compiled_cnn_step_matches_eager_across_a_schedule_change():
     traced by Dynamo, with crops, flips and dropout, floor rounding with residuals, and a milestone."""
     _compare_compiled("eager", steps=4, make=_cnn_with_every_random_draw, residuals=7, milestone=2,
                       residual=True, rounding="floor", lr_milestones=[1])
-
-
-def test_compiled_cnn_step_is_integer_only(gemm_op):
-    from torch_intnn.audit import integer_only_backend
-
-    model = _cnn_with_every_random_draw()
-    rule = create_rule("nitro", model)
-    ops = []
-    rule.compile_step(backend=integer_only_backend(ops))
-    rule.train_step(*_batch(16), rule.configure_optimizer())
-    assert gemm_op in ops and "aten.randint.low" not in ops
 
 
 @pytest.mark.slow
