@@ -84,6 +84,7 @@ class _Emitter:
         self.buffer = 0  # the largest activation, in elements
         self.scratch = 0  # the largest head input (ensemble)
         self.count = 0
+        self.nitro = False  # whether the NITRO-D helpers are needed
 
     def array(self, stem: str, t: torch.Tensor) -> str:
         name = f"{stem}{self.count}"
@@ -102,20 +103,14 @@ class _Emitter:
         self.buffer = max(self.buffer, n)
 
 
-def _scale_expr(act: nn.Module, z: str) -> str:
-    """The C expression of a pocket activation's ``u`` (or a rescale's value before saturation)."""
-    if getattr(act, "shift", None) is not None:
-        return f"shift_round({z}, {act.shift})"
-    return f"({z}) / {act.divisor if hasattr(act, 'divisor') else 256}"
-
-
 def _pocket_activation(e: _Emitter, act: nn.Module, z: str, where: str) -> str:
     from torch_intnn.nn.activations import PocketRescale, _TableActivation
     from torch_intnn.ops.rounding import int_range
 
-    if isinstance(act, _TableActivation):
+    if isinstance(act, _TableActivation):  # u = trunc(z / divisor) or round(z / 2**shift), then the table
         table = e.array("ytab", act.y_table)
-        return f"{table}[clamp({_scale_expr(act, z)}, {act.U_MIN}, {act.U_MAX}) - ({act.U_MIN})]"
+        u = f"shift_round({z}, {act.shift})" if act.shift is not None else f"({z}) / {act.divisor}"
+        return f"{table}[clamp({u}, {act.U_MIN}, {act.U_MAX}) - ({act.U_MIN})]"
     if isinstance(act, PocketRescale):
         lo, hi = int_range(act.bits)
         u = f"shift_round({z}, {act.shift})" if act.shift is not None else f"({z}) / 256"
@@ -138,8 +133,6 @@ def _linear(e: _Emitter, weight: torch.Tensor, bias: torch.Tensor | None, src: s
 
 
 def _pocket(e: _Emitter, model) -> tuple[str, int]:
-    from torch_intnn.ops.rounding import int_range  # noqa: F401  (ranges are inlined by the activations)
-
     n = model.sizes[0]
     e.size(n)
     if model.input.mode == "raw":
@@ -245,7 +238,7 @@ def _nitro(e: _Emitter, model, shape: tuple[int, int, int]) -> tuple[str, int]:
     if model.augment.pad and model.augment.training:
         raise UnsupportedLayer("augment: export the model in eval mode")
     _nitro_standardize(e, model.standardize, shape)
-    e.emit(_NITRO_RELU_MARK)
+    e.nitro = True
     src, dst = "a", "b"
     current: tuple[int, ...] = shape
     heads = 0
@@ -255,9 +248,6 @@ def _nitro(e: _Emitter, model, shape: tuple[int, int, int]) -> tuple[str, int]:
         if isinstance(stage, NitroConvBlock):
             current = _conv3x3(e, stage, src, dst, current)
         elif isinstance(stage, NitroLinearBlock):
-            n = 1
-            for d in current:
-                n *= d
             w = stage.layer.weight
             _linear(e, w, None, src, dst, _nitro_value(stage, "z"))
             current = (w.shape[0],)
@@ -278,9 +268,6 @@ def _nitro(e: _Emitter, model, shape: tuple[int, int, int]) -> tuple[str, int]:
         return "total", classes
     _head(e, model.output, src, current, dst, accumulate=False)
     return dst, classes
-
-
-_NITRO_RELU_MARK = "/* nitro */"
 
 
 _HARNESS = r"""/* Host harness: raw images (MODEL_INPUT_BYTES each) on stdin, one line of scores per image on stdout. */
@@ -323,8 +310,8 @@ def export_c(model: nn.Module, out_dir: str | Path, name: str = "model",
             result, classes = _nitro(e, model, shape)
         else:
             raise UnsupportedLayer(f"{type(model).__name__}: the exporter knows PocketMLP and NitroNet models")
-    body = "\n".join(line for line in e.body if line != _NITRO_RELU_MARK)
-    runtime = _RUNTIME + (_NITRO_RELU if _NITRO_RELU_MARK in e.body else "")
+    body = "\n".join(e.body)
+    runtime = _RUNTIME + (_NITRO_RELU if e.nitro else "")
     n_in = shape[0] * shape[1] * shape[2]
     buffers = [f"static int32_t a[{e.buffer}], b[{e.buffer}];"]
     if e.scratch:
