@@ -75,13 +75,35 @@ static void pack_a(const operand *a, int64_t r0, int64_t mb, int64_t k0, int64_t
     }
 }
 
-#define CB 1024 /* columns of B read per pass when packing */
+#define CB 128 /* columns of B read per pass when packing: a column-major B's lines stay in L1 across rows */
 
 /* B rows [k0, k0 + kb) x columns [c0, c0 + nb) into panels of NR columns: for pair p of panel q, 32 int16, the
    first 16 for columns 0-7 of the panel and the next 16 for columns 8-15, each column as (b[k0 + 2p][c],
    b[k0 + 2p + 1][c]): rows 2p and 2p + 1 interleaved. Missing columns and rows are zero. */
 static void pack_b(const operand *b, int64_t k0, int64_t kb, int64_t c0, int64_t nb, int16_t *out) {
     int64_t pairs = (kb + 1) / 2;
+    if (b->rs == 1 && b->cs != 1) { /* column-major (a weight's transpose): read each column along K */
+        static _Thread_local int16_t col[KC_MAX + 2];
+        const operand t = {b->data, b->type, b->cs, b->rs};
+        int64_t panels = (nb + NR - 1) / NR;
+        for (int64_t q = 0; q < panels; q++) {
+            int16_t *panel = out + q * pairs * 2 * NR;
+            for (int64_t lane = 0; lane < NR; lane++) {
+                int16_t *dst = panel + (lane / 8) * 16 + (lane % 8) * 2;
+                if (q * NR + lane < nb) {
+                    get_row(&t, c0 + q * NR + lane, k0, kb, col);
+                    col[kb] = 0;
+                } else {
+                    memset(col, 0, sizeof(int16_t) * (size_t)(kb + 1));
+                }
+                for (int64_t p = 0; p < pairs; p++) {
+                    dst[p * 2 * NR] = col[2 * p];
+                    dst[p * 2 * NR + 1] = col[2 * p + 1];
+                }
+            }
+        }
+        return;
+    }
     static _Thread_local int16_t even[CB] __attribute__((aligned(32))), odd[CB] __attribute__((aligned(32)));
     for (int64_t cb = 0; cb < nb; cb += CB) {
         int64_t n = nb - cb < CB ? nb - cb : CB, width = (n + NR - 1) / NR * NR;

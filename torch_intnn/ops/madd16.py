@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from torch_intnn.ops._checks import memory_order
 from torch_intnn.ops._cpu import cpu_flags
 
 __all__ = ["available", "madd16_mm", "MAX_BLOCK"]
@@ -106,12 +107,22 @@ def _madd16_mm(a: torch.Tensor, b: torch.Tensor, wide: bool) -> torch.Tensor:
     if not k:
         return out.zero_()
     threads = 1 if m * k * n < _SMALL else torch.get_num_threads()
-    bound_a, bound_b = _bound(a), _bound(b)
-    a_digits = [(a, 0, bound_a)] if bound_a < _INT16 else _digits(a)
-    b_digits = [(b, 0, bound_b)] if bound_b < _INT16 else _digits(b)
+    (lo_a, hi_a), (lo_b, hi_b) = _range(a), _range(b)
+    bound_a, bound_b = max(-lo_a, hi_a, 1), max(-lo_b, hi_b, 1)
+    split_a, split_b = not _fits16(lo_a, hi_a), not _fits16(lo_b, hi_b)
+    if not (split_a or split_b) and _INT32 // (bound_a * bound_b) < _MIN_BLOCK:
+        split_a, split_b = bound_a >= bound_b, bound_a < bound_b  # short K blocks: cut the larger into digits
+    if split_a and split_b:
+        a_digits, b_digits = _digits(a, 12), _digits(b, 12)  # 2**24 a product: blocks of 128
+    elif split_a:
+        a_digits, b_digits = _digits(a, _digit_bits(bound_b)), [(b, 0, bound_b)]
+    elif split_b:
+        a_digits, b_digits = [(a, 0, bound_a)], _digits(b, _digit_bits(bound_a))
+    else:
+        a_digits, b_digits = [(a, 0, bound_a)], [(b, 0, bound_b)]
     for i, (da, sa, ba) in enumerate(a_digits):
         for j, (db, sb, bb) in enumerate(b_digits):
-            terms = _INT32 // max(ba * bb, 1)  # at least 2: both at most 2**15 - 1
+            terms = _INT32 // max(ba * bb, 1)  # at least 64 by the choice of digits above
             part = out if i == j == 0 else torch.empty_like(out)
             status = kernel(da.data_ptr(), _TYPES[da.dtype], da.stride(0), da.stride(1),
                             db.data_ptr(), _TYPES[db.dtype], db.stride(0), db.stride(1),
@@ -124,30 +135,41 @@ def _madd16_mm(a: torch.Tensor, b: torch.Tensor, wide: bool) -> torch.Tensor:
 
 
 _INT16, _INT32 = 1 << 15, (1 << 31) - 1
+_MIN_BLOCK = 64  # shorter K blocks cost more in packing than they multiply
 
 
-def _bound(x: torch.Tensor) -> int:
-    """The largest magnitude in ``x``: its dtype's for 8-bit operands, its values' otherwise (one pass). Below
-    2**15, the values fit int16 and a product of two of them twice fits int32."""
+def _range(x: torch.Tensor) -> tuple[int, int]:
+    """The smallest and largest value ``x`` can hold: its dtype's for 8-bit operands, its values' otherwise
+    (one pass)."""
     if x.dtype == torch.int8:
-        return 128
+        return -128, 127
     if x.dtype == torch.uint8:
-        return 255
-    lo, hi = torch.aminmax(x)
-    return max(-int(lo), int(hi))
+        return 0, 255
+    lo, hi = torch.aminmax(memory_order(x))  # in memory order: a strided reduction is several times slower
+    return int(lo), int(hi)
 
 
-def _digits(x: torch.Tensor) -> list[tuple[torch.Tensor, int, int]]:
-    """``x`` (int32 values) as ``(digit, shift, bound)`` triples, ``x == sum digit << shift`` with
-    ``|digit| <= bound``: unsigned 15-bit digits from the bottom, and the signed rest (at most 17 bits) on top."""
-    x = x.to(torch.int32)
-    digits = [(torch.bitwise_and(x, 0x7FFF).to(torch.int16), 0, _INT16 - 1)]
-    rest = torch.bitwise_right_shift(x, 15)
-    if _bound(rest) >= _INT16:  # more than 16 bits left: one more unsigned digit
-        digits.append((torch.bitwise_and(rest, 0x7FFF).to(torch.int16), 15, _INT16 - 1))
-        rest = torch.bitwise_right_shift(x, 30)
-    digits.append((rest.to(torch.int16), 15 * len(digits), _bound(rest)))
-    return digits
+def _fits16(lo: int, hi: int) -> bool:
+    return -_INT16 <= lo and hi < _INT16
+
+
+def _digit_bits(other: int) -> int:
+    """Digit width for an operand multiplied by values up to ``other``: a product at most 2**25, so that a K block
+    holds at least 64 terms (each block costs a packing pass), and at most 15 bits, so that digits fit int16."""
+    return max(1, min(15, 25 - other.bit_length()))
+
+
+def _digits(x: torch.Tensor, bits: int) -> list[tuple[torch.Tensor, int, int]]:
+    """``x`` (values within int32) as ``(digit, shift, bound)`` triples, ``x == sum digit << shift`` with
+    ``|digit| <= bound < 2**bits``: unsigned ``bits``-bit digits from the bottom, the signed rest on top."""
+    rest, digits, shift, mask = x.to(torch.int32), [], 0, (1 << bits) - 1
+    while True:
+        lo, hi = _range(rest)
+        if -(1 << bits) < lo and hi < (1 << bits):  # the rest is the top digit
+            digits.append((rest.to(torch.int16), shift, max(-lo, hi)))
+            return digits
+        digits.append((torch.bitwise_and(rest, mask).to(torch.int16), shift, mask))
+        rest, shift = torch.bitwise_right_shift(rest, bits), shift + bits
 
 
 def _wrapped(value: int, dtype: torch.dtype) -> int:
@@ -175,7 +197,8 @@ result.
 The kernel multiplies int16 values whose products fit int32 at least two at a time. This op measures the
 operands' values (one pass over each operand wider than 8 bits), so a step compiled with declared widths
 multiplies at the widths the values have, as an eager one does: an operand beyond 16 bits is cut into base-2**15
-digits (unsigned 15-bit digits, the signed rest on top), and so is one holding -2**15 (two of its squares
-overflow a pair sum); then ``a @ b = sum_ij (A_i @ B_j) << (s_i + t_j)``, each digit product in K blocks of as
+digits (unsigned digits of up to 15 bits, the signed rest on top), and so is the larger of two operands whose
+products would leave K blocks shorter than 64 terms (two full-range int16 operands: one is cut into 9-bit
+digits); then ``a @ b = sum_ij (A_i @ B_j) << (s_i + t_j)``, each digit product in K blocks of as
 many terms as provably fit int32 (up to ``MAX_BLOCK``), the sum modulo 2**64 or 2**32, exact because the true
 result fits."""
