@@ -7,8 +7,9 @@ Every backend returns the same tensor, bit for bit; they differ only in speed, w
 it), except that a small product (at most ``SMALL_PRODUCT`` multiply-adds) runs as ``PLAIN`` on CPU, where
 splitting or converting its operands costs more than multiplying them (the DFA rule's ``e @ B`` and output-layer
 gradients); the ``MADD16`` kernel needs neither, and beat ``PLAIN`` at every size measured (a 64 x 100 x 10
-product: 111 against 166 us per call, 100 x 784 x 10: 234 against 1640 us; AVX2 EPYC, one thread). The ``intnn`` command reads the environment variable ``TORCH_INTNN_GEMM`` into
-:func:`set_default_backend`; library code reads no environment variable.
+product: 111 against 166 us per call, 100 x 784 x 10: 234 against 1640 us; AVX2 EPYC, one thread). The
+``intnn`` command reads the environment variable ``TORCH_INTNN_GEMM`` into :func:`set_default_backend`; library
+code reads no environment variable.
 """
 
 from __future__ import annotations
@@ -39,10 +40,10 @@ class Backend(str, enum.Enum):
     INT_MM = "int_mm", ("Both operands split into int8 limbs, every limb product in one torch._int_mm (int8 x int8 "
                         "-> int32). Fast on CUDA and on CPUs with int8 dot products (AVX512-VNNI, AVX-VNNI, AMX); "
                         "a scalar loop on other CPUs.")
-    MADD16 = "madd16", ("Operands that fit int16 multiplied by this package's C kernel on AVX2's vpmaddwd (int16 "
-                        "products added in pairs into int32 lanes; ops/madd16.py), K in blocks whose sums fit "
-                        "int32; wider operands as INT32. For x86 CPUs with AVX2 but no int8 dot products; CPU "
-                        "only, and only where the kernel builds (a C compiler).")
+    MADD16 = "madd16", ("This package's C kernel on AVX2's vpmaddwd (int16 products added in pairs into int32 "
+                        "lanes; ops/madd16.py), K in blocks whose sums fit int32; operands of up to 32 bits cut "
+                        "into digits that fit int16, wider ones as INT32. For x86 CPUs with AVX2 but no int8 dot "
+                        "products; CPU only, and only where the kernel builds (a C compiler).")
     INT32 = "int32", ("The values multiplied by an int32 torch.mm, K cut into chunks whose sums provably fit "
                       "int32, the chunks added in the result dtype (16 x 16-bit operands: the int8 limbs on int32 "
                       "GEMMs). For CPUs without int8 dot products; CPU only.")

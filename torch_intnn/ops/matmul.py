@@ -22,9 +22,10 @@ scalar loop (0.7 GOPS measured on an AVX2-only AMD EPYC), 20 times slower than a
 enough that every chunk's partial sum provably fits int32 (``chunk * 2**(a_bits-1) * 2**(b_bits-1) < 2**31``)
 and adding the chunks in the result dtype; when that chunk would be shorter than ``_INT32_MIN_CHUNK`` (16-bit by
 16-bit operands) it multiplies the int8 limbs with int32 GEMMs instead. The ``madd16`` backend, this package's
-AVX2 kernel (:mod:`torch_intnn.ops.madd16`), multiplies operands within 16 bits 4 to 5 times faster than the
-int32 one, as fast as float32 (25-37 GOPS on the same EPYC), and leaves wider operands to it. One table (``_PRODUCTS``) maps each
-backend to the function that multiplies. Every backend returns the same tensor, bit for bit.
+AVX2 kernel (:mod:`torch_intnn.ops.madd16`), multiplies 4 to 5 times faster than the int32 one, as fast as
+float32 (25-37 GOPS on the same EPYC), cutting operands of up to 32 bits into int16 digits, and leaves wider
+ones to it. One table (``_PRODUCTS``) maps each backend to the function that multiplies. Every backend returns
+the same tensor, bit for bit.
 """
 
 from __future__ import annotations
@@ -193,7 +194,8 @@ def int_matmul(
             declared width raise (``ValueError`` eagerly, ``RuntimeError`` from compiled code). Ignored for a
             :class:`Limbs` operand, which carries its own width.
         backend: a :class:`~torch_intnn.ops.backend.Backend` or its name: ``"auto"`` (the device's default,
-            :func:`~torch_intnn.ops.backend.resolve_backend`), ``"int_mm"``, ``"madd16"``, ``"int32"`` or ``"plain"``.
+            :func:`~torch_intnn.ops.backend.resolve_backend`), ``"int_mm"``, ``"madd16"``, ``"int32"`` or
+            ``"plain"``.
 
     Returns:
         (M, N) contiguous, int32 when the declared widths prove the result fits (see :func:`result_dtype`),
