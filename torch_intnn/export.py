@@ -27,6 +27,8 @@ with :class:`UnsupportedLayer`, naming the layer.
 from __future__ import annotations
 
 import math
+import re
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -365,9 +367,7 @@ def _input_hw(model) -> tuple[int, int]:
     first = next(m for m in model.stages if isinstance(m, (NitroConvBlock, NitroLinearBlock)))
     if isinstance(first, NitroConvBlock):
         return tuple(first.head.in_shape[1:])
-    side = first.layer.weight.shape[1] // model.standardize.channels
-    h = math.isqrt(side)  # the NITRO-D MLPs take square images
-    return h, side // h
+    return 1, first.layer.weight.shape[1] // model.standardize.channels  # flat: export_c's input_shape names it
 
 
 def model_from_checkpoint(path: str | Path) -> tuple[nn.Module, str]:
@@ -403,11 +403,11 @@ def verify_on_host(model: nn.Module, out_dir: str | Path, images: torch.Tensor, 
     """Compile the exported library and its harness with ``compiler -std=c99 -Wall -Wextra -Werror
     -mgeneral-regs-only`` (on x86 the compiler then refuses any floating-point use) and compare its scores for
     ``images`` (N, C, H, W) uint8 with the model's, image by image. Returns (images equal, images)."""
-    import subprocess
+    from torch_intnn.ops._cpu import is_x86
 
     out = Path(out_dir)
     flags = ["-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
-    if _host_is_x86():
+    if is_x86():
         flags.append("-mgeneral-regs-only")
     program = out / "harness"
     subprocess.run([compiler, *flags, str(out / f"{name}.c"), str(out / "harness.c"), "-o", str(program)],
@@ -421,12 +421,6 @@ def verify_on_host(model: nn.Module, out_dir: str | Path, images: torch.Tensor, 
     if scores.shape != expected.shape:
         return 0, len(images)
     return int((scores == expected).all(1).sum()), len(images)
-
-
-def _host_is_x86() -> bool:
-    import platform
-
-    return platform.machine() in ("x86_64", "AMD64", "i386", "i686")
 
 
 def main(argv: list[str]) -> int:
@@ -520,7 +514,7 @@ int main(void) {
 """
 
 M3_FLAGS = ["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror"]
-_FP_MNEMONIC = __import__("re").compile(r"\t(v[a-z0-9.]+|vfp\w*|fmrx|fmxr|cdp|mrc\s+p1[01])\b")
+_FP_MNEMONIC = re.compile(r"\t(v[a-z0-9.]+|vfp\w*|fmrx|fmxr|cdp|mrc\s+p1[01])\b")
 
 
 def run_on_cortex_m3(model: nn.Module, out_dir: str | Path, images: torch.Tensor, name: str = "model",
@@ -534,8 +528,6 @@ def run_on_cortex_m3(model: nn.Module, out_dir: str | Path, images: torch.Tensor
     disassembly (``arm-none-eabi-objdump -d``; none is expected). Needs ``arm-none-eabi-gcc``, its newlib and
     ``qemu-system-arm`` (Debian: gcc-arm-none-eabi, libnewlib-arm-none-eabi, qemu-system-arm).
     """
-    import subprocess
-
     out = Path(out_dir)
     m3 = out / "cortex-m3"
     m3.mkdir(parents=True, exist_ok=True)

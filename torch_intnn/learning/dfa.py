@@ -67,6 +67,7 @@ from torch import nn
 from torch_intnn.learning.base import LearningRule, register_rule
 from torch_intnn.learning.schedule import cosine_divisor
 from torch_intnn.learning.sgd import IntegerSGD
+from torch_intnn.nn._draws import randint
 from torch_intnn.nn._weight_layer import IntWeightLayer
 from torch_intnn.nn.init import uniform_nonzero_int_
 from torch_intnn.nn.linear import IntLinear
@@ -444,9 +445,8 @@ class DFA(DirectFeedback):
             return None
         s = self.augment_shift
         gen = self.step_generator()
-        off = torch.randint(0, 2 * s + 1, (2, n), generator=gen, device=gen.device)
-        flip = (torch.randint(0, 2, (n, 1, 1, 1), generator=gen, dtype=torch.bool, device=gen.device)
-                if self.augment_flip else None)
+        off = randint(0, 2 * s + 1, (2, n), gen)
+        flip = randint(0, 2, (n, 1, 1, 1), gen, torch.bool) if self.augment_flip else None
         return off, flip
 
     def _augment(self, x: torch.Tensor, aug: tuple) -> torch.Tensor:

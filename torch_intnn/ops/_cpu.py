@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import platform
 
-__all__ = ["INT8_DOT_FLAGS", "cpu_name", "cpu_flags", "int8_dot_flags", "has_int8_dot"]
+__all__ = ["INT8_DOT_FLAGS", "cpu_name", "cpu_flags", "is_x86", "int8_dot_flags", "has_int8_dot"]
 
 INT8_DOT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # x86 int8 dot-product instructions, fastest first
 
@@ -29,6 +29,11 @@ def _cpuinfo() -> dict[str, str]:
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
     return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def is_x86() -> bool:
+    """Whether this is an x86 machine (64 or 32 bits)."""
+    return platform.machine() in ("x86_64", "AMD64", "i386", "i686")
 
 
 def cpu_flags() -> frozenset[str]:

@@ -187,3 +187,10 @@ def split_rhs(b: torch.Tensor, bits: int | None = None) -> Limbs:
     the range check) on each call.
     """
     return _checked_split(b, bits, "rhs")
+
+
+def wrap(value: int, dtype: torch.dtype) -> int:
+    """``value`` reduced to ``dtype``'s two's-complement range (the sum it joins is exact modulo 2**width)."""
+    width = 32 if dtype == torch.int32 else 64
+    value &= (1 << width) - 1
+    return value - (1 << width) if value >> (width - 1) else value

@@ -18,7 +18,6 @@ import ctypes
 import functools
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
@@ -28,7 +27,8 @@ from pathlib import Path
 import torch
 
 from torch_intnn.ops._checks import memory_order
-from torch_intnn.ops._cpu import cpu_flags
+from torch_intnn.ops._cpu import cpu_flags, is_x86
+from torch_intnn.ops.limbs import wrap
 
 __all__ = ["available", "madd16_mm", "MAX_BLOCK"]
 
@@ -45,8 +45,10 @@ def _compiler() -> str | None:
 
 def _build(compiler: str) -> Path:
     """The kernel's shared library, compiled unless this source and compiler built it before."""
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256(_SOURCE.read_bytes() + version.encode() + " ".join(_FLAGS).encode()).hexdigest()[:16]
+    real = os.path.realpath(compiler)
+    stat = os.stat(real)  # the compiler itself (path, size, time): no process started on a cached load
+    identity = f"{real} {stat.st_size} {stat.st_mtime_ns} {' '.join(_FLAGS)}"
+    key = hashlib.sha256(_SOURCE.read_bytes() + identity.encode()).hexdigest()[:16]
     folder = Path(tempfile.gettempdir()) / f"torch_intnn_{os.getuid()}"
     library = folder / f"madd16-{key}.so"
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # the user's own: nobody else's library gets loaded
@@ -66,7 +68,7 @@ def _build(compiler: str) -> Path:
 @functools.cache
 def _kernel():
     """The C entry point, or None where this CPU lacks AVX2 or the kernel cannot be built (warned once)."""
-    if platform.machine() not in ("x86_64", "AMD64") or "avx2" not in cpu_flags():
+    if not is_x86() or "avx2" not in cpu_flags():
         return None
     compiler = _compiler()
     if compiler is None:
@@ -130,7 +132,7 @@ def _madd16_mm(a: torch.Tensor, b: torch.Tensor, wide: bool) -> torch.Tensor:
             if status:
                 raise MemoryError("madd16_mm: the kernel could not allocate its packing buffers or start its threads")
             if part is not out:
-                out.add_(part, alpha=_wrapped(1 << (sa + sb), out.dtype))
+                out.add_(part, alpha=wrap(1 << (sa + sb), out.dtype))
     return out
 
 
@@ -170,13 +172,6 @@ def _digits(x: torch.Tensor, bits: int) -> list[tuple[torch.Tensor, int, int]]:
             return digits
         digits.append((torch.bitwise_and(rest, mask).to(torch.int16), shift, mask))
         rest, shift = torch.bitwise_right_shift(rest, bits), shift + bits
-
-
-def _wrapped(value: int, dtype: torch.dtype) -> int:
-    """``value`` reduced to ``dtype``'s two's-complement range (sums in it are exact modulo 2**width)."""
-    width = 32 if dtype == torch.int32 else 64
-    value &= (1 << width) - 1
-    return value - (1 << width) if value >> (width - 1) else value
 
 
 def _fake(a: torch.Tensor, b: torch.Tensor, wide: bool) -> torch.Tensor:

@@ -37,7 +37,7 @@ import torch
 from torch_intnn.ops import madd16
 from torch_intnn.ops._checks import check_integer, check_rank
 from torch_intnn.ops.backend import Backend, resolve_backend
-from torch_intnn.ops.limbs import Limbs, _split, declared_bits, split_int8
+from torch_intnn.ops.limbs import Limbs, _split, declared_bits, split_int8, wrap
 
 __all__ = ["int_matmul", "split_int8", "result_dtype", "cuda_padding", "with_bias_dtype"]
 
@@ -124,13 +124,6 @@ def _limb_products(a: Limbs, b: Limbs, out: torch.dtype, backend: Backend = Back
     return total
 
 
-def _wrap(value: int, dtype: torch.dtype) -> int:
-    """``value`` reduced to ``dtype``'s two's-complement range (the sum it joins is exact modulo 2**width)."""
-    width = 32 if dtype == torch.int32 else 64
-    value &= (1 << width) - 1
-    return value - (1 << width) if value >> (width - 1) else value
-
-
 def _combine(p: torch.Tensor, a: Limbs, b: Limbs, out: torch.dtype, result: torch.Tensor | None = None):
     """The module docstring's sum, from the limb products ``p`` (a.stack @ b.stack), in ``out``; written into
     ``result`` (M, N) if given."""
@@ -147,11 +140,11 @@ def _combine(p: torch.Tensor, a: Limbs, b: Limbs, out: torch.dtype, result: torc
     # The offset corrections are an (M, 1) and a (1, N) vector: cheap, computed in `out` directly.
     row_term = col_term = None
     if b.offset:  # d * rowsum(A) + c * d * K
-        rowsum = sum(block(i, nb).to(out) * _wrap(256**i, out) for i in range(na))
-        row_term = rowsum * _wrap(b.offset, out) + _wrap(a.offset * b.offset * k, out)
+        rowsum = sum(block(i, nb).to(out) * wrap(256**i, out) for i in range(na))
+        row_term = rowsum * wrap(b.offset, out) + wrap(a.offset * b.offset * k, out)
     if a.offset:  # c * colsum(B)
-        colsum = sum(block(na, j).to(out) * _wrap(256**j, out) for j in range(nb))
-        col_term = colsum * _wrap(a.offset, out)
+        colsum = sum(block(na, j).to(out) * wrap(256**j, out) for j in range(nb))
+        col_term = colsum * wrap(a.offset, out)
 
     # Eager mode sums chunk by chunk of rows, so that the int64 temporaries of the type promotions stay in
     # cache (3-5x faster on tall products such as a conv's im2col GEMM); Inductor fuses the whole sum instead.
@@ -170,7 +163,7 @@ def _combine(p: torch.Tensor, a: Limbs, b: Limbs, out: torch.dtype, result: torc
         for i in range(na):
             for j in range(nb):
                 if i or j:
-                    chunk.add_(block(i, j)[rows], alpha=_wrap(256 ** (i + j), out))
+                    chunk.add_(block(i, j)[rows], alpha=wrap(256 ** (i + j), out))
     return result
 
 
