@@ -186,8 +186,8 @@ _LIBRARY.impl("madd16_mm", _madd16_mm, "CPU")
 torch.library.register_fake("torch_intnn::madd16_mm", _fake, lib=_LIBRARY)
 madd16_mm = torch.ops.torch_intnn.madd16_mm
 madd16_mm.__doc__ = """``madd16_mm(a, b, wide)``: ``a @ b`` exactly, for (M, K) and (K, N) CPU tensors of int8,
-uint8, int16 or int32, any strides; a contiguous (M, N) int64 tensor if ``wide``, else int32, which the caller proves holds the
-result.
+uint8, int16 or int32, any strides; a contiguous (M, N) int64 tensor if ``wide``, else int32, which the caller
+proves holds the result.
 
 The kernel multiplies int16 values whose products fit int32 at least two at a time. This op measures the
 operands' values (one pass over each operand wider than 8 bits), so a step compiled with declared widths
