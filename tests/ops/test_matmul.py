@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch_intnn.ops import Limbs, int_matmul, result_dtype, split_int8, split_lhs, split_rhs
 from torch_intnn.ops._checks import check_fits, memory_order
 from torch_intnn.audit import OpRecorder
-from torch_intnn.ops import madd16
+from torch_intnn.ops import _native, madd16
 from torch_intnn.ops._cpu import has_int8_dot
 from torch_intnn.ops.backend import SMALL_PRODUCT, Backend, default_backend, resolve_backend, set_default_backend
 from torch_intnn.ops.matmul import _MAX_K, _pad_for_device, cuda_padding
@@ -437,19 +437,20 @@ def test_madd16_builds_its_kernel_on_first_use_in_a_fresh_temporary_directory(tm
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["madd16" if not has_int8_dot() else "int_mm", str(600 * 128 * 128)]
-    assert [p.suffix for p in (tmp_path / f"torch_intnn_{os.getuid()}").iterdir()] == [".so"]
+    built = sorted(p.name.split("-")[0] + p.suffix for p in (tmp_path / f"torch_intnn_{os.getuid()}").iterdir())
+    assert built == ["fused.so", "madd16.so"]
 
 
 @needs_madd16
 def test_madd16_without_a_compiler_or_with_a_failing_build_warns_and_is_unavailable(monkeypatch, tmp_path):
     try:
-        monkeypatch.setattr(madd16, "_compiler", lambda: None)
+        monkeypatch.setattr(_native, "compiler", lambda: None)
         madd16._kernel.cache_clear()
         with pytest.warns(RuntimeWarning, match="no C compiler"):
             assert not madd16.available()
         monkeypatch.undo()
         monkeypatch.setattr(madd16, "_FLAGS", [*madd16._FLAGS, "-no-such-flag"])
-        monkeypatch.setattr(madd16.tempfile, "gettempdir", lambda: str(tmp_path))
+        monkeypatch.setattr(_native.tempfile, "gettempdir", lambda: str(tmp_path))
         madd16._kernel.cache_clear()
         with pytest.warns(RuntimeWarning, match="compiling madd16.c failed"):
             assert not madd16.available()

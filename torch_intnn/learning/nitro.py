@@ -24,8 +24,8 @@ from torch_intnn.learning.base import LearningRule, register_rule
 from torch_intnn.learning.schedule import PlateauSchedule
 from torch_intnn.learning.sgd import IntegerSGD
 from torch_intnn.nn._draws import DrawRecorder
-from torch_intnn.ops._checks import check_int_arg, memory_order
-from torch_intnn.ops.rounding import saturate
+from torch_intnn.ops._checks import check_int_arg
+from torch_intnn.ops.rounding import count_saturated8, saturate
 
 __all__ = ["NitroRule", "nitro_targets", "rss_loss"]
 
@@ -202,7 +202,7 @@ class NitroRule(LearningRule):
         ensemble = out.to(torch.int16) if getattr(model, "ensemble", False) else None
         block_grads = []
         for block in reversed(model.blocks):
-            saturated = saturated + torch.count_nonzero(memory_order(block.act.input).abs() >= 127)
+            saturated = saturated + count_saturated8(block.act.input)
             y_hat = block.head(block.output)
             if ensemble is not None:  # the model predicts with the sum of all heads (NitroNet ensemble=True)
                 ensemble = ensemble + y_hat.to(torch.int16)

@@ -17,7 +17,8 @@ from torch import nn
 
 from torch_intnn.nn._draws import randint
 from torch_intnn.ops._checks import check_integer
-from torch_intnn.ops.rounding import div_trunc, int_range
+from torch_intnn.ops import fused
+from torch_intnn.ops.rounding import div_trunc, div_trunc_sat8
 
 __all__ = ["NitroScaling", "NitroReLU", "IntDropout", "NITRO_RELU_SHIFT"]
 
@@ -46,7 +47,7 @@ class NitroScaling(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         check_integer(z, "NitroScaling input")
-        return div_trunc(z, self.scale_factor).clamp_(*int_range(8)).to(torch.int8)  # saturate, in place
+        return div_trunc_sat8(z, self.scale_factor)
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
         """Identity (the paper's choice): returns ``grad`` unchanged."""
@@ -85,16 +86,29 @@ class NitroReLU(nn.Module):
             raise ValueError(f"NitroReLU needs k >= 1 and 0 <= shift <= {127 - 127 // k}, got k={k}, shift={shift}")
         self.k, self.shift = k, shift
         self.input: torch.Tensor | None = None
+        self._tables: dict[tuple, torch.Tensor] = {}
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         check_integer(s, "NitroReLU input")
         if s.dtype != torch.int8:
             raise TypeError(f"NitroReLU expects the int8 output of NitroScaling, got dtype {s.dtype}")
         self.input = s if self.training else None
+        if fused.runs_on(s):  # one pass: the formula below, tabulated for the 256 int8 values
+            return fused.lookup8(s, self._table(s.device))
+        return self._formula(s)
+
+    def _formula(self, s: torch.Tensor) -> torch.Tensor:
         # In place on fresh tensors: an allocation costs more than the arithmetic at these sizes.
         y = s.clamp(0, 127)
         y += div_trunc(s.clamp(-127, 0), self.k)
         return y.sub_(self.shift)  # in [-127/k - shift, 127 - shift]
+
+    def _table(self, device: torch.device) -> torch.Tensor:
+        """:meth:`_formula` of every int8 value -128..127, computed once per device, k and shift."""
+        key = (device, self.k, self.shift)
+        if key not in self._tables:
+            self._tables[key] = self._formula(torch.arange(-128, 128, dtype=torch.int16, device=device).to(torch.int8))
+        return self._tables[key]
 
     def backward(self, grad: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
         """``T(grad / q(s))`` (see the class docstring), element-wise.

@@ -146,18 +146,22 @@ class NitroHead(nn.Module):
         """
         if self._where is None:
             return x.reshape(x.shape[0], -1)
-        return x.permute(0, 2, 3, 1).reshape(-1)[self._where]
+        flat = x.permute(0, 2, 3, 1).reshape(-1)
+        return flat.gather(0, self._where.view(-1)).view(self._where.shape)  # 3x faster than flat[where] here
 
-    def scatter(self, g: torch.Tensor) -> torch.Tensor:
+    def scatter(self, g: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The transpose of :meth:`select` (max-unpooling): (N, d) -> (N, *in_shape), zero off the maxima.
 
-        A pooled result is ``channels_last``, the layout :func:`torch_intnn.ops.conv2d_weight` reads directly.
+        ``dtype`` (default ``g``'s) is the result's: a narrower one that holds every value of ``g`` halves or
+        quarters the passes over the mostly zero result. A pooled result is ``channels_last``, the layout
+        :func:`torch_intnn.ops.conv2d_weight` reads directly.
         """
+        dtype = dtype or g.dtype
         if self._where is None:
-            return g.view(g.shape[0], *self.in_shape)
+            return g.view(g.shape[0], *self.in_shape).to(dtype)
         c, h, w = self.in_shape
-        full = torch.zeros(g.shape[0] * h * w * c, dtype=g.dtype, device=g.device)
-        full[self._where.reshape(-1)] = g.reshape(-1)
+        full = torch.zeros(g.shape[0] * h * w * c, dtype=dtype, device=g.device)
+        full.scatter_(0, self._where.reshape(-1), g.reshape(-1).to(dtype))  # the positions are distinct
         self._where = None
         return full.view(g.shape[0], h, w, c).permute(0, 3, 1, 2)
 
@@ -210,7 +214,12 @@ class _NitroBlock(nn.Module):
         grad_head, grad_p = self.head.backward(delta)
         grad_p = self.act.backward(grad_p, self.head.select(self.act.input))
         grad_bits = value_bits(grad_p, 32)  # unpooling adds only zeros: measured on the d pooled positions
-        grad_z = self.scaling.backward(self.head.scatter(grad_p))
+        if grad_bits <= 16:  # held in int8 or int16 and declared as wide, so no product re-measures the values
+            dtype = torch.int8 if grad_bits <= 8 else torch.int16
+            grad_bits = 8 if grad_bits <= 8 else 16
+        else:
+            dtype = grad_p.dtype
+        grad_z = self.scaling.backward(self.head.scatter(grad_p, dtype))
         grad_fwd = self._weight_grad(grad_z, grad_bits)
         self.input = self.output = self.act.input = self._columns = None  # free the caches of this step
         return grad_head, grad_fwd

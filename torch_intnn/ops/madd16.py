@@ -5,9 +5,8 @@ an int32 ``torch.mm`` reaches 6 to 9 GOPS on the products of a CNN step (AVX2 AM
 of float32. ``vpmaddwd`` multiplies 16 pairs of int16 and adds neighbouring products into 8 int32 lanes, twice
 float32 FMA's multiply-adds per instruction. ``madd16.c`` (beside this file) is a blocked GEMM on it; its
 docstring says how it packs the operands and why the result is exact. It is compiled once per machine with the
-system C compiler into ``<tmp>/torch_intnn_<uid>/`` (keyed by the source's and the compiler's hash), loaded
-with ``ctypes`` and called through the custom op ``torch_intnn::madd16_mm``, which ``torch.compile`` keeps
-in its graph as an opaque call.
+system C compiler (:mod:`torch_intnn.ops._native`) and called through the custom op ``torch_intnn::madd16_mm``,
+which ``torch.compile`` keeps in its graph as an opaque call.
 
 :func:`available` says whether this CPU has AVX2 and the kernel builds and loads (the answer is cached).
 """
@@ -16,16 +15,11 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
-import warnings
 from pathlib import Path
 
 import torch
 
+from torch_intnn.ops import _native
 from torch_intnn.ops._checks import memory_order
 from torch_intnn.ops._cpu import cpu_flags, is_x86
 from torch_intnn.ops.limbs import wrap
@@ -39,48 +33,15 @@ _TYPES = {torch.int8: 1, torch.uint8: 2, torch.int16: 3, torch.int32: 4}
 _SMALL = 1 << 22  # multiply-adds below which one thread multiplies (starting a thread costs more)
 
 
-def _compiler() -> str | None:
-    return shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-
-
-def _build(compiler: str) -> Path:
-    """The kernel's shared library, compiled unless this source and compiler built it before."""
-    real = os.path.realpath(compiler)
-    stat = os.stat(real)  # the compiler itself (path, size, time): no process started on a cached load
-    identity = f"{real} {stat.st_size} {stat.st_mtime_ns} {' '.join(_FLAGS)}"
-    key = hashlib.sha256(_SOURCE.read_bytes() + identity.encode()).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / f"torch_intnn_{os.getuid()}"
-    library = folder / f"madd16-{key}.so"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # the user's own: nobody else's library gets loaded
-    if folder.stat().st_uid != os.getuid():
-        raise RuntimeError(f"{folder} belongs to another user")
-    if library.exists():
-        return library
-    partial = folder / f"madd16-{key}.{os.getpid()}.tmp"
-    done = subprocess.run([compiler, *_FLAGS, str(_SOURCE), "-o", str(partial)], capture_output=True, text=True)
-    if done.returncode:
-        partial.unlink(missing_ok=True)
-        raise RuntimeError(f"compiling {_SOURCE.name} failed:\n{done.stderr.strip()}")
-    os.replace(partial, library)  # atomic: a concurrent build of the same key writes the same bytes
-    return library
-
-
 @functools.cache
 def _kernel():
     """The C entry point, or None where this CPU lacks AVX2 or the kernel cannot be built (warned once)."""
     if not is_x86() or "avx2" not in cpu_flags():
         return None
-    compiler = _compiler()
-    if compiler is None:
-        warnings.warn("torch_intnn: no C compiler found, so the madd16 GEMM is unavailable; integer products "
-                      "run on the slower int32 backend", RuntimeWarning, stacklevel=2)
+    library = _native.load(_SOURCE, _FLAGS, "integer products run on the slower int32 backend")
+    if library is None:
         return None
-    try:
-        function = ctypes.CDLL(str(_build(compiler))).intnn_madd16_gemm
-    except (OSError, RuntimeError) as error:
-        warnings.warn(f"torch_intnn: the madd16 GEMM is unavailable ({error}); integer products run on the "
-                      "slower int32 backend", RuntimeWarning, stacklevel=2)
-        return None
+    function = library.intnn_madd16_gemm
     i64, i32, ptr = ctypes.c_int64, ctypes.c_int, ctypes.c_void_p
     function.restype = i32
     function.argtypes = [ptr, i32, i64, i64, ptr, i32, i64, i64, ptr, i32, i64, i64, i64, i64, i32]

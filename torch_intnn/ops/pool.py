@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from torch_intnn.ops import fused
 from torch_intnn.ops._checks import check_integer, check_rank
 from torch_intnn.ops.rounding import div_floor, div_round, div_trunc
 
@@ -59,6 +60,9 @@ def max_pool2d(
     check_rank(x, 4, "max_pool2d input", "(N, C, H, W)")
     kh, kw = _pair(kernel_size)
     n, c, h, w = x.shape
+    if return_positions and not return_indices and x.dtype == torch.int8 and kh * kw <= 256 and fused.runs_on(x) and (
+            ceil_mode or (h % kh == 0 and w % kw == 0)):
+        return fused.max_pool8(x, kh, kw)  # one pass, the same values and positions
     xn = x.permute(0, 2, 3, 1)  # (N, H, W, C): a view of channels_last memory
     if ceil_mode:
         ph, pw = (-h) % kh, (-w) % kw

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from torch_intnn.ops._checks import check_integer
+from torch_intnn.ops import fused
+from torch_intnn.ops._checks import check_integer, memory_order
 
-__all__ = ["div_trunc", "div_floor", "div_round", "div_pow2", "shift_round", "saturate", "int_range"]
+__all__ = ["div_trunc", "div_trunc_sat8", "div_floor", "div_round", "div_pow2", "shift_round", "saturate",
+           "count_saturated8", "int_range"]
 
 
 def int_range(bits: int) -> tuple[int, int]:
@@ -39,6 +41,18 @@ def div_trunc(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
         sign = torch.bitwise_right_shift(a, torch.iinfo(a.dtype).bits - 1)  # -1 where a < 0, else 0
         return torch.bitwise_right_shift(a + torch.bitwise_and(sign, b - 1), b.bit_length() - 1)
     return torch.div(a, b, rounding_mode="trunc")
+
+
+def div_trunc_sat8(a: torch.Tensor, b: int) -> torch.Tensor:
+    """``clamp(T(a / b), -127, 127)`` as int8, for a positive int ``b``: a truncated division saturated to 8 bits
+    (NITRO-Scaling). On CPU one fused pass without a division (:func:`torch_intnn.ops.fused.div_sat8`), where the
+    formula takes a scalar integer division and three more passes; the same int8 tensor either way."""
+    check_integer(a, "div_trunc_sat8 dividend")
+    if not isinstance(b, int) or b <= 0:
+        raise ValueError(f"div_trunc_sat8 needs a positive int divisor, got {b!r}")
+    if fused.runs_on(a) and a.dtype in (torch.int32, torch.int64) and b <= fused.DIVISOR_MAX:
+        return fused.div_sat8(a, b)
+    return div_trunc(a, b).clamp_(*int_range(8)).to(torch.int8)  # saturate, in place
 
 
 def div_floor(a: torch.Tensor, b: torch.Tensor | int) -> torch.Tensor:
@@ -107,6 +121,18 @@ def shift_round(a: torch.Tensor, shift: int) -> torch.Tensor:
         return a
     half_bit = torch.bitwise_and(torch.bitwise_right_shift(a, shift - 1), 1)
     return torch.bitwise_right_shift(a, shift) + half_bit
+
+
+def count_saturated8(s: torch.Tensor) -> torch.Tensor:
+    """How many values of the int8 tensor ``s`` reached the ends of the symmetric 8-bit range or beyond (``|s| >=
+    127``, -128 included), as a 0-d int64 tensor (no host synchronisation). One fused pass on CPU
+    (:func:`torch_intnn.ops.fused.count_sat8`)."""
+    if s.dtype != torch.int8:
+        raise TypeError(f"count_saturated8 counts int8 values, got {s.dtype}")
+    if fused.runs_on(s):
+        return fused.count_sat8(s)
+    flat = memory_order(s)
+    return torch.count_nonzero((flat >= 127) | (flat <= -127))
 
 
 def saturate(a: torch.Tensor, bits: int) -> torch.Tensor:

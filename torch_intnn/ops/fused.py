@@ -1,0 +1,181 @@
+"""Fused element-wise kernels for CPU: one pass over memory each, no integer division.
+
+PyTorch computes NITRO-Scaling's ``clamp(T(z / SF), -127, 127)`` with a scalar integer division (tens of cycles
+an element) and three more passes, NITRO-ReLU in four passes, and a max pooling that tracks where its maxima lie
+in a pass per window cell; together they took about half of the small CIFAR-10 CNN's training step (2-core Xeon
+with AMX, one thread). ``fused.c`` (beside this file) computes each in one pass of plain C that the compiler
+vectorises for the CPU it runs on (built once per machine, :mod:`torch_intnn.ops._native`). The kernels are
+custom ops (``torch_intnn::div_sat8``, ``lookup8``, ``max_pool8``) with fake kernels, so ``torch.compile`` keeps
+them in its graph.
+
+Each op equals a PyTorch formula bit for bit (the tests compare them); the callers in ``ops/rounding.py``,
+``ops/pool.py`` and ``nn/nitro.py`` use the op where :func:`runs_on` says it runs and the formula elsewhere (CUDA,
+another CPU architecture without a C compiler), so every device gets the same numbers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from pathlib import Path
+
+import torch
+
+from torch_intnn.ops import _native
+from torch_intnn.ops._checks import memory_order
+
+__all__ = ["available", "runs_on", "div_sat8", "lookup8", "max_pool8", "split16", "count_sat8", "DIVISOR_MAX"]
+
+_SOURCE = Path(__file__).with_name("fused.c")
+_FLAGS = ["-O3", "-march=native", "-std=c11", "-shared", "-fPIC"]
+DIVISOR_MAX = ((1 << 32) - 1) // 127  # the division kernel needs 127 * d < 2**32
+
+
+@functools.cache
+def _library():
+    """The loaded kernels, or None where they cannot be built (warned once)."""
+    library = _native.load(_SOURCE, _FLAGS, "its element-wise steps run as several PyTorch operations")
+    if library is None:
+        return None
+    i64, u32, ptr = ctypes.c_int64, ctypes.c_uint32, ctypes.c_void_p
+    for name in ("intnn_div_sat8_i32", "intnn_div_sat8_i64"):
+        getattr(library, name).argtypes = [ptr, ptr, i64, u32]
+    library.intnn_lookup8.argtypes = [ptr, ptr, i64, ptr]
+    library.intnn_max_pool8.argtypes = [ptr, i64, i64, i64, i64, i64, i64, ptr, ptr]
+    library.intnn_split16.argtypes = [ptr, i64, i64, ptr, i64, i64, ctypes.c_int]
+    library.intnn_count_sat8.argtypes = [ptr, i64]
+    library.intnn_count_sat8.restype = i64
+    for name in ("intnn_div_sat8_i32", "intnn_div_sat8_i64", "intnn_lookup8", "intnn_max_pool8", "intnn_split16"):
+        getattr(library, name).restype = None
+    return library
+
+
+def available() -> bool:
+    """Whether the fused kernels run on this machine's CPU (built and loaded)."""
+    return _library() is not None
+
+
+_RUNS = available()  # read once at import, so that tracing a compiled step reads a constant
+
+
+def runs_on(t: torch.Tensor) -> bool:
+    """Whether the fused kernels take ``t``: a CPU tensor on a machine where they built."""
+    return _RUNS and t.device.type == "cpu"
+
+
+def _dense(t: torch.Tensor) -> torch.Tensor:
+    """``t`` itself if its elements fill its memory without gaps (any dimension order), else a contiguous copy:
+    the kernels read flat memory, and an ``empty_like`` output then has the same strides."""
+    dense = t.is_contiguous() if t.dim() < 2 else memory_order(t).dim() == 1
+    return t if dense else t.contiguous()
+
+
+def _div_sat8(z: torch.Tensor, d: int) -> torch.Tensor:
+    if z.dtype not in (torch.int32, torch.int64) or z.device.type != "cpu":
+        raise ValueError(f"div_sat8: a CPU int32 or int64 tensor, got {z.dtype} on {z.device}")
+    if not 0 < d <= DIVISOR_MAX:
+        raise ValueError(f"div_sat8: the divisor must be in 1..{DIVISOR_MAX}, got {d}")
+    z = _dense(z)
+    out = torch.empty_like(z, dtype=torch.int8)
+    kernel = _library().intnn_div_sat8_i32 if z.dtype == torch.int32 else _library().intnn_div_sat8_i64
+    kernel(z.data_ptr(), out.data_ptr(), z.numel(), d)
+    return out
+
+
+def _lookup8(s: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    if s.dtype != torch.int8 or table.dtype != torch.int8 or table.shape != (256,) or not table.is_contiguous():
+        raise ValueError(f"lookup8: an int8 tensor and a contiguous (256,) int8 table, got {s.dtype} and "
+                         f"{table.dtype} {tuple(table.shape)}")
+    s = _dense(s)
+    out = torch.empty_like(s)
+    _library().intnn_lookup8(s.data_ptr(), out.data_ptr(), s.numel(), table.data_ptr())
+    return out
+
+
+def _pooled_shape(x: torch.Tensor, kh: int, kw: int) -> tuple[int, int, int, int]:
+    n, c, h, w = x.shape
+    return n, c, -(-h // kh), -(-w // kw)
+
+
+def _max_pool8(x: torch.Tensor, kh: int, kw: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if x.dtype != torch.int8 or x.dim() != 4 or kh < 1 or kw < 1 or kh * kw > 256 or kh * x.shape[3] * x.shape[1] >= 2**31:
+        raise ValueError(f"max_pool8: an (N, C, H, W) int8 tensor and a kernel of 1 to 256 cells, got {x.dtype} "
+                         f"{tuple(x.shape)} and ({kh}, {kw})")
+    n, c, h, w = x.shape
+    xn = x.permute(0, 2, 3, 1).contiguous()  # a view, no copy, for channels_last memory
+    shape = _pooled_shape(x, kh, kw)
+    values = torch.empty(shape, dtype=torch.int8, device=x.device, memory_format=torch.channels_last)
+    positions = torch.empty(shape, dtype=torch.int64, device=x.device, memory_format=torch.channels_last)
+    _library().intnn_max_pool8(xn.data_ptr(), n, h, w, c, kh, kw, values.data_ptr(), positions.data_ptr())
+    return values, positions
+
+
+def _max_pool8_fake(x: torch.Tensor, kh: int, kw: int) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = _pooled_shape(x, kh, kw)
+    return (x.new_empty(shape, dtype=torch.int8).contiguous(memory_format=torch.channels_last),
+            x.new_empty(shape, dtype=torch.int64).contiguous(memory_format=torch.channels_last))
+
+
+def _split16_shape(x: torch.Tensor, dim: int) -> tuple[int, int]:
+    rows, cols = x.shape
+    return (2 * rows + 1, cols) if dim == 0 else (rows, 2 * cols + 1)
+
+
+def _split16(x: torch.Tensor, dim: int) -> torch.Tensor:
+    if x.dtype != torch.int16 or x.dim() != 2 or not x.is_contiguous() or dim not in (0, 1):
+        raise ValueError(f"split16: a contiguous 2-D int16 tensor and dim 0 or 1, got {x.dtype} "
+                         f"{tuple(x.shape)} (contiguous: {x.is_contiguous()}) and dim {dim}")
+    rows, cols = x.shape
+    stack = torch.empty(_split16_shape(x, dim), dtype=torch.int8, device=x.device)
+    if dim == 1:  # limbs side by side in each row, then a column of ones
+        _library().intnn_split16(x.data_ptr(), rows, cols, stack.data_ptr(), 2 * cols + 1, cols, 1)
+    else:  # limb planes one under the other, then a row of ones
+        _library().intnn_split16(x.data_ptr(), rows, cols, stack.data_ptr(), cols, rows * cols, 0)
+        stack[2 * rows].fill_(1)
+    return stack
+
+
+def _count_sat8(s: torch.Tensor) -> torch.Tensor:
+    if s.dtype != torch.int8:
+        raise ValueError(f"count_sat8: an int8 tensor, got {s.dtype}")
+    s = _dense(s)
+    return torch.tensor(_library().intnn_count_sat8(s.data_ptr(), s.numel()), dtype=torch.int64, device=s.device)
+
+
+# Low-level torch.library registration, as madd16_mm's: a few microseconds of dispatch a call.
+_LIBRARY = torch.library.Library("torch_intnn", "FRAGMENT")
+_LIBRARY.define("div_sat8(Tensor z, int d) -> Tensor")
+_LIBRARY.define("lookup8(Tensor s, Tensor table) -> Tensor")
+_LIBRARY.define("max_pool8(Tensor x, int kh, int kw) -> (Tensor, Tensor)")
+_LIBRARY.define("split16(Tensor x, int dim) -> Tensor")
+_LIBRARY.define("count_sat8(Tensor s) -> Tensor")
+_LIBRARY.impl("div_sat8", _div_sat8, "CPU")
+_LIBRARY.impl("split16", _split16, "CPU")
+_LIBRARY.impl("count_sat8", _count_sat8, "CPU")
+_LIBRARY.impl("lookup8", _lookup8, "CPU")
+_LIBRARY.impl("max_pool8", _max_pool8, "CPU")
+torch.library.register_fake("torch_intnn::div_sat8", lambda z, d: torch.empty_like(z, dtype=torch.int8),
+                            lib=_LIBRARY)
+torch.library.register_fake("torch_intnn::lookup8", lambda s, table: torch.empty_like(s), lib=_LIBRARY)
+torch.library.register_fake("torch_intnn::max_pool8", _max_pool8_fake, lib=_LIBRARY)
+torch.library.register_fake("torch_intnn::split16", lambda x, dim: x.new_empty(_split16_shape(x, dim),
+                                                                                 dtype=torch.int8), lib=_LIBRARY)
+torch.library.register_fake("torch_intnn::count_sat8", lambda s: s.new_empty((), dtype=torch.int64), lib=_LIBRARY)
+
+div_sat8 = torch.ops.torch_intnn.div_sat8
+div_sat8.__doc__ = """``div_sat8(z, d)``: ``clamp(T(z / d), -127, 127)`` as int8, ``T`` truncation toward zero, for a
+CPU int32 or int64 ``z`` and ``0 < d <= 33818640``; same shape and strides as a dense ``z``. Exact: the quotient's
+magnitude is found by a 7-step binary search in uint32 (``fused.c``)."""
+lookup8 = torch.ops.torch_intnn.lookup8
+lookup8.__doc__ = """``lookup8(s, table)``: ``table[s + 128]`` for an int8 CPU tensor ``s`` and a (256,) int8 table, the
+values of any int8 function tabulated once; same shape and strides as a dense ``s``."""
+max_pool8 = torch.ops.torch_intnn.max_pool8
+max_pool8.__doc__ = """``max_pool8(x, kh, kw)``: ``max_pool2d(x, (kh, kw), ceil_mode=True, return_positions=True)`` of
+:mod:`torch_intnn.ops.pool` for an (N, C, H, W) int8 CPU tensor: the values and their NHWC offsets in ``x``
+(int64), both (N, C, ceil(H / kh), ceil(W / kw)) in ``channels_last`` memory."""
+split16 = torch.ops.torch_intnn.split16
+split16.__doc__ = """``split16(x, dim)``: the int8 limb stack of :mod:`torch_intnn.ops.limbs` for a contiguous (R, C) int16 CPU
+tensor: its low limbs ``(x & 255) - 128`` and high limbs ``x >> 8`` (so ``x = 256 * hi + lo + 128``) stacked along
+``dim``, then a line of ones: (2R + 1, C) for ``dim`` 0, (R, 2C + 1) for ``dim`` 1."""
+count_sat8 = torch.ops.torch_intnn.count_sat8
+count_sat8.__doc__ = """``count_sat8(s)``: how many values of the int8 CPU tensor ``s`` have ``|s| >= 127`` (0-d int64)."""
