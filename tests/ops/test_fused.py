@@ -144,3 +144,33 @@ def test_the_c_kernels_have_no_floating_point_type():
         text = (Path(fused.__file__).parent / source).read_text()
         code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # comments may say "float32"
         assert not re.search(r"\b(float|double|_Float\d+|__m\d+[dh]?)\b", code), source
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64])
+@pytest.mark.parametrize("kernel,padding", [((3, 3), (1, 1)), ((1, 1), (0, 0)), ((2, 3), (0, 2)), ((5, 5), (2, 2))])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_im2col_equals_the_unfolded_copy(dtype, kernel, padding, channels_last, formulas):
+    from torch_intnn.ops.conv import im2col
+
+    info = torch.iinfo(dtype)
+    x = torch.randint(info.min, info.max, (2, 5, 4, 6), dtype=torch.int64).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    got, ref = im2col(x, kernel, padding), formulas(im2col, x, kernel, padding)
+    assert torch.equal(got, ref) and got.stride() == ref.stride()
+
+
+def test_max_pool_without_positions_equals_the_running_maximum(formulas):
+    x = torch.randint(-128, 128, (3, 40, 9, 7), dtype=torch.int8).contiguous(memory_format=torch.channels_last)
+    for ceil_mode in (True, False):
+        got, ref = max_pool2d(x, (2, 2), ceil_mode=ceil_mode), formulas(max_pool2d, x, (2, 2), ceil_mode=ceil_mode)
+        assert torch.equal(got, ref)
+
+
+@pytest.mark.parametrize("k", [3, 4, 16])
+def test_nitro_relu_backward_equals_its_formula(k, formulas):
+    act = NitroReLU(k)
+    s = torch.arange(-128, 128, dtype=torch.int16).to(torch.int8).repeat(5)
+    grad = torch.randint(-2**31, 2**31, s.shape, dtype=torch.int64).to(torch.int32)
+    grad[:4] = torch.tensor([-2**31, 2**31 - 1, -1, 1], dtype=torch.int32)
+    assert torch.equal(act.backward(grad, s), formulas(act.backward, grad, s))

@@ -123,6 +123,8 @@ class NitroReLU(nn.Module):
         check_integer(grad, "NitroReLU grad")
         if s.shape != grad.shape:
             raise ValueError(f"NitroReLU.backward: grad {tuple(grad.shape)} and input {tuple(s.shape)} differ")
+        if grad.dtype == torch.int32 and fused.runs_on(grad):
+            return fused.nitro_relu_grad(grad, s, self.k)  # one pass
         g = torch.where(s < 0, div_trunc(grad, self.k), grad)
         return g.masked_fill(s >= 127, 0)
 

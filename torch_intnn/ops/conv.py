@@ -18,6 +18,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from torch_intnn.ops import fused
 from torch_intnn.ops._checks import check_integer, check_rank
 from torch_intnn.ops.limbs import Limbs, _split, declared_bits
 from torch_intnn.ops.backend import Backend
@@ -42,6 +43,8 @@ def im2col(x: torch.Tensor, kernel_size: int | tuple[int, int], padding: int | t
     check_rank(x, 4, "im2col input", "(N, C, H, W)")
     kh, kw = _pair(kernel_size)
     ph, pw = _pair(padding)
+    if fused.runs_on(x) and kh <= x.shape[2] + 2 * ph and kw <= x.shape[3] + 2 * pw:
+        return fused.im2col(x, kh, kw, ph, pw)  # one pass over NHWC memory, no padded copy
     x = x.permute(0, 2, 3, 1)  # (N, H, W, C): a free view of channels_last memory
     if ph or pw:
         x = F.pad(x, (0, 0, pw, pw, ph, ph))

@@ -52,7 +52,7 @@ void intnn_lookup8(const int8_t *restrict s, int8_t *restrict out, int64_t n, co
 /* Non-overlapping max pooling of int8 NHWC memory x (n, h, w, c) with a kh x kw window (kh * kw <= 256), ceil
    mode (windows that cross the border use the cells inside it): values (n, ho, wo, c) and, for each, the NHWC
    offset in x of the window's first maximum (row-major window order, strict comparison: the first maximum wins
-   ties). LANES channels at a time in vector registers (GCC's vector extension), the window's cells inside, so the
+   ties); positions may be NULL. LANES channels at a time in vector registers (GCC's vector extension), the window's cells inside, so the
    running maxima and the cells they came from never leave the registers. */
 #define LANES 32
 typedef int8_t lanes8 __attribute__((vector_size(LANES)));
@@ -68,7 +68,8 @@ static void pool_lanes(const int8_t *x, const int64_t *base, int64_t cells, int6
         cell = (tag & better) | (cell & ~better);
     }
     __builtin_memcpy(values + k0, &best, LANES);
-    for (int k = 0; k < LANES; k++)
+    if (positions)
+        for (int k = 0; k < LANES; k++)
         positions[k0 + k] = base[0] + k0 + k + offset[(uint8_t)cell[k]];
 }
 
@@ -87,7 +88,7 @@ void intnn_max_pool8(const int8_t *restrict x, int64_t n, int64_t h, int64_t w, 
                         cells++;
                     }
                 for (; k0 + LANES <= c; k0 += LANES)
-                    pool_lanes(x, base, cells, k0, values + o, positions + o, offset);
+                    pool_lanes(x, base, cells, k0, values + o, positions ? positions + o : 0, offset);
                 for (; k0 < c; k0++) { /* the channels left over */
                     int8_t best = x[base[0] + k0];
                     int32_t at = 0;
@@ -97,7 +98,8 @@ void intnn_max_pool8(const int8_t *restrict x, int64_t n, int64_t h, int64_t w, 
                             at = offset[t];
                         }
                     values[o + k0] = best;
-                    positions[o + k0] = base[0] + k0 + at;
+                    if (positions)
+                        positions[o + k0] = base[0] + k0 + at;
                 }
             }
 }
@@ -130,4 +132,32 @@ int64_t intnn_count_sat8(const int8_t *restrict s, int64_t n) {
         total += part;
     }
     return total;
+}
+
+/* The columns of a stride-1 convolution (ops/conv.py, im2col) of NHWC memory x (n, h, w, c), elements of `size`
+   bytes: row (b, i, j) of the (n * ho * wo, kh * kw * c) result holds, for each tap (r, q) in row-major order, the
+   c values of x at (i + r - ph, j + q - pw), zeros where that lies in the padding. */
+void intnn_im2col(const uint8_t *restrict x, int64_t n, int64_t h, int64_t w, int64_t c, int64_t size, int64_t kh,
+                  int64_t kw, int64_t ph, int64_t pw, uint8_t *restrict out) {
+    int64_t ho = h + 2 * ph - kh + 1, wo = w + 2 * pw - kw + 1, line = c * size;
+    for (int64_t b = 0; b < n; b++)
+        for (int64_t i = 0; i < ho; i++)
+            for (int64_t j = 0; j < wo; j++)
+                for (int64_t r = 0; r < kh; r++) {
+                    int64_t row = i + r - ph;
+                    for (int64_t q = 0; q < kw; q++, out += line) {
+                        int64_t col = j + q - pw;
+                        if (row < 0 || row >= h || col < 0 || col >= w)
+                            __builtin_memset(out, 0, line);
+                        else
+                            __builtin_memcpy(out, x + ((b * h + row) * w + col) * line, line);
+                    }
+                }
+}
+
+/* NITRO-ReLU's backward (nn/nitro.py): out = 0 where s >= 127, T(g / k) where s < 0, else g. */
+void intnn_nitro_relu_grad(const int32_t *restrict g, const int8_t *restrict s, int32_t *restrict out, int64_t n,
+                           int32_t k) {
+    for (int64_t i = 0; i < n; i++)
+        out[i] = s[i] >= 127 ? 0 : s[i] < 0 ? g[i] / k : g[i];
 }

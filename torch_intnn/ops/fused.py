@@ -24,7 +24,8 @@ import torch
 from torch_intnn.ops import _native
 from torch_intnn.ops._checks import memory_order
 
-__all__ = ["available", "runs_on", "div_sat8", "lookup8", "max_pool8", "split16", "count_sat8", "DIVISOR_MAX"]
+__all__ = ["available", "runs_on", "div_sat8", "lookup8", "max_pool8", "max_pool8_values", "split16", "count_sat8",
+           "im2col", "nitro_relu_grad", "DIVISOR_MAX"]
 
 _SOURCE = Path(__file__).with_name("fused.c")
 _FLAGS = ["-O3", "-march=native", "-std=c11", "-shared", "-fPIC"]
@@ -45,7 +46,10 @@ def _library():
     library.intnn_split16.argtypes = [ptr, i64, i64, ptr, i64, i64, ctypes.c_int]
     library.intnn_count_sat8.argtypes = [ptr, i64]
     library.intnn_count_sat8.restype = i64
-    for name in ("intnn_div_sat8_i32", "intnn_div_sat8_i64", "intnn_lookup8", "intnn_max_pool8", "intnn_split16"):
+    library.intnn_im2col.argtypes = [ptr, i64, i64, i64, i64, i64, i64, i64, i64, i64, ptr]
+    library.intnn_nitro_relu_grad.argtypes = [ptr, ptr, ptr, i64, ctypes.c_int32]
+    for name in ("intnn_div_sat8_i32", "intnn_div_sat8_i64", "intnn_lookup8", "intnn_max_pool8", "intnn_split16",
+                 "intnn_im2col", "intnn_nitro_relu_grad"):
         getattr(library, name).restype = None
     return library
 
@@ -97,17 +101,55 @@ def _pooled_shape(x: torch.Tensor, kh: int, kw: int) -> tuple[int, int, int, int
     return n, c, -(-h // kh), -(-w // kw)
 
 
-def _max_pool8(x: torch.Tensor, kh: int, kw: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if x.dtype != torch.int8 or x.dim() != 4 or kh < 1 or kw < 1 or kh * kw > 256 or kh * x.shape[3] * x.shape[1] >= 2**31:
+def _pool(x: torch.Tensor, kh: int, kw: int, track: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    if x.dtype != torch.int8 or x.dim() != 4 or not (1 <= kh and 1 <= kw and kh * kw <= 256):
         raise ValueError(f"max_pool8: an (N, C, H, W) int8 tensor and a kernel of 1 to 256 cells, got {x.dtype} "
                          f"{tuple(x.shape)} and ({kh}, {kw})")
     n, c, h, w = x.shape
+    if kh * w * c >= 2**31:
+        raise ValueError(f"max_pool8: a window spans {kh * w * c} elements, more than int32 offsets hold")
     xn = x.permute(0, 2, 3, 1).contiguous()  # a view, no copy, for channels_last memory
     shape = _pooled_shape(x, kh, kw)
     values = torch.empty(shape, dtype=torch.int8, device=x.device, memory_format=torch.channels_last)
-    positions = torch.empty(shape, dtype=torch.int64, device=x.device, memory_format=torch.channels_last)
-    _library().intnn_max_pool8(xn.data_ptr(), n, h, w, c, kh, kw, values.data_ptr(), positions.data_ptr())
+    positions = torch.empty(shape, dtype=torch.int64, device=x.device, memory_format=torch.channels_last) if track \
+        else None
+    _library().intnn_max_pool8(xn.data_ptr(), n, h, w, c, kh, kw, values.data_ptr(),
+                               positions.data_ptr() if track else None)
     return values, positions
+
+
+def _max_pool8(x: torch.Tensor, kh: int, kw: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _pool(x, kh, kw, True)
+
+
+def _max_pool8_values(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    return _pool(x, kh, kw, False)[0]
+
+
+def _im2col_shape(x: torch.Tensor, kh: int, kw: int, ph: int, pw: int) -> tuple[int, int]:
+    n, c, h, w = x.shape
+    return n * (h + 2 * ph - kh + 1) * (w + 2 * pw - kw + 1), kh * kw * c
+
+
+def _im2col(x: torch.Tensor, kh: int, kw: int, ph: int, pw: int) -> torch.Tensor:
+    n, c, h, w = x.shape
+    if x.is_floating_point() or x.is_complex() or h + 2 * ph < kh or w + 2 * pw < kw or min(ph, pw) < 0:
+        raise ValueError(f"im2col: an integer (N, C, H, W) tensor and a kernel within its padded size, got {x.dtype} "
+                         f"{tuple(x.shape)}, kernel ({kh}, {kw}), padding ({ph}, {pw})")
+    xn = x.permute(0, 2, 3, 1).contiguous()
+    out = torch.empty(_im2col_shape(x, kh, kw, ph, pw), dtype=x.dtype, device=x.device)
+    _library().intnn_im2col(xn.data_ptr(), n, h, w, c, x.element_size(), kh, kw, ph, pw, out.data_ptr())
+    return out
+
+
+def _nitro_relu_grad(g: torch.Tensor, s: torch.Tensor, k: int) -> torch.Tensor:
+    if g.dtype != torch.int32 or s.dtype != torch.int8 or g.shape != s.shape or k < 1:
+        raise ValueError(f"nitro_relu_grad: int32 g and int8 s of one shape and k >= 1, got {g.dtype} "
+                         f"{tuple(g.shape)}, {s.dtype} {tuple(s.shape)}, k={k}")
+    g, s = g.contiguous(), s.contiguous()
+    out = torch.empty_like(g)
+    _library().intnn_nitro_relu_grad(g.data_ptr(), s.data_ptr(), out.data_ptr(), g.numel(), k)
+    return out
 
 
 def _max_pool8_fake(x: torch.Tensor, kh: int, kw: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,9 +189,15 @@ _LIBRARY = torch.library.Library("torch_intnn", "FRAGMENT")
 _LIBRARY.define("div_sat8(Tensor z, int d) -> Tensor")
 _LIBRARY.define("lookup8(Tensor s, Tensor table) -> Tensor")
 _LIBRARY.define("max_pool8(Tensor x, int kh, int kw) -> (Tensor, Tensor)")
+_LIBRARY.define("max_pool8_values(Tensor x, int kh, int kw) -> Tensor")
+_LIBRARY.define("im2col(Tensor x, int kh, int kw, int ph, int pw) -> Tensor")
+_LIBRARY.define("nitro_relu_grad(Tensor g, Tensor s, int k) -> Tensor")
 _LIBRARY.define("split16(Tensor x, int dim) -> Tensor")
 _LIBRARY.define("count_sat8(Tensor s) -> Tensor")
 _LIBRARY.impl("div_sat8", _div_sat8, "CPU")
+_LIBRARY.impl("max_pool8_values", _max_pool8_values, "CPU")
+_LIBRARY.impl("im2col", _im2col, "CPU")
+_LIBRARY.impl("nitro_relu_grad", _nitro_relu_grad, "CPU")
 _LIBRARY.impl("split16", _split16, "CPU")
 _LIBRARY.impl("count_sat8", _count_sat8, "CPU")
 _LIBRARY.impl("lookup8", _lookup8, "CPU")
@@ -158,6 +206,12 @@ torch.library.register_fake("torch_intnn::div_sat8", lambda z, d: torch.empty_li
                             lib=_LIBRARY)
 torch.library.register_fake("torch_intnn::lookup8", lambda s, table: torch.empty_like(s), lib=_LIBRARY)
 torch.library.register_fake("torch_intnn::max_pool8", _max_pool8_fake, lib=_LIBRARY)
+torch.library.register_fake("torch_intnn::max_pool8_values", lambda x, kh, kw: _max_pool8_fake(x, kh, kw)[0],
+                            lib=_LIBRARY)
+torch.library.register_fake("torch_intnn::im2col", lambda x, kh, kw, ph, pw: x.new_empty(
+    _im2col_shape(x, kh, kw, ph, pw)), lib=_LIBRARY)
+torch.library.register_fake("torch_intnn::nitro_relu_grad", lambda g, s, k: torch.empty_like(g.contiguous()),
+                            lib=_LIBRARY)
 torch.library.register_fake("torch_intnn::split16", lambda x, dim: x.new_empty(_split16_shape(x, dim),
                                                                                  dtype=torch.int8), lib=_LIBRARY)
 torch.library.register_fake("torch_intnn::count_sat8", lambda s: s.new_empty((), dtype=torch.int64), lib=_LIBRARY)
@@ -173,6 +227,14 @@ max_pool8 = torch.ops.torch_intnn.max_pool8
 max_pool8.__doc__ = """``max_pool8(x, kh, kw)``: ``max_pool2d(x, (kh, kw), ceil_mode=True, return_positions=True)`` of
 :mod:`torch_intnn.ops.pool` for an (N, C, H, W) int8 CPU tensor: the values and their NHWC offsets in ``x``
 (int64), both (N, C, ceil(H / kh), ceil(W / kw)) in ``channels_last`` memory."""
+max_pool8_values = torch.ops.torch_intnn.max_pool8_values
+max_pool8_values.__doc__ = """``max_pool8_values(x, kh, kw)``: the values of :func:`max_pool8` alone."""
+im2col = torch.ops.torch_intnn.im2col
+im2col.__doc__ = """``im2col(x, kh, kw, ph, pw)``: :func:`torch_intnn.ops.conv.im2col` of an (N, C, H, W) integer CPU tensor (one
+pass over NHWC memory, no padded copy): (N * H_out * W_out, kh * kw * C), rows n, i, j and columns k, l, c."""
+nitro_relu_grad = torch.ops.torch_intnn.nitro_relu_grad
+nitro_relu_grad.__doc__ = """``nitro_relu_grad(g, s, k)``: NITRO-ReLU's backward for int32 ``g`` and its int8 input ``s``:
+0 where ``s >= 127``, ``T(g / k)`` where ``s < 0``, else ``g`` (contiguous, ``g``'s shape)."""
 split16 = torch.ops.torch_intnn.split16
 split16.__doc__ = """``split16(x, dim)``: the int8 limb stack of :mod:`torch_intnn.ops.limbs` for a contiguous (R, C) int16 CPU
 tensor: its low limbs ``(x & 255) - 128`` and high limbs ``x >> 8`` (so ``x = 256 * hi + lo + 128``) stacked along

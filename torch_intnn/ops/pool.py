@@ -60,9 +60,9 @@ def max_pool2d(
     check_rank(x, 4, "max_pool2d input", "(N, C, H, W)")
     kh, kw = _pair(kernel_size)
     n, c, h, w = x.shape
-    if return_positions and not return_indices and x.dtype == torch.int8 and kh * kw <= 256 and fused.runs_on(x) and (
-            ceil_mode or (h % kh == 0 and w % kw == 0)):
-        return fused.max_pool8(x, kh, kw)  # one pass, the same values and positions
+    if not return_indices and x.dtype == torch.int8 and kh * kw <= 256 and fused.runs_on(x) and (
+            ceil_mode or (h % kh == 0 and w % kw == 0)):  # one pass, the same values and positions
+        return fused.max_pool8(x, kh, kw) if return_positions else fused.max_pool8_values(x, kh, kw)
     xn = x.permute(0, 2, 3, 1)  # (N, H, W, C): a view of channels_last memory
     if ceil_mode:
         ph, pw = (-h) % kh, (-w) % kw
