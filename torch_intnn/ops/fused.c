@@ -106,9 +106,10 @@ void intnn_max_pool8(const int8_t *restrict x, int64_t n, int64_t h, int64_t w, 
 
 /* The two int8 limbs of int16 values (ops/limbs.py): lo = (v & 255) - 128 and hi = v >> 8 (floor), so that
    v = 256 * hi + lo + 128. x is (rows, cols) row-major; limb l of x[r][c] goes to stack[r * ld + l * plane + c],
-   and with ones != 0 a 1 to stack[r * ld + 2 * plane] (the column of ones beside limbs laid side by side). */
+   and with tail > 0 a 1 then tail - 1 zeros to stack[r * ld + 2 * plane ...] (the column of ones beside limbs laid
+   side by side, and the padding after it). */
 void intnn_split16(const int16_t *restrict x, int64_t rows, int64_t cols, int8_t *restrict stack, int64_t ld,
-                   int64_t plane, int ones) {
+                   int64_t plane, int64_t tail) {
     for (int64_t r = 0; r < rows; r++) {
         const int16_t *src = x + r * cols;
         int8_t *lo = stack + r * ld, *hi = lo + plane;
@@ -116,8 +117,8 @@ void intnn_split16(const int16_t *restrict x, int64_t rows, int64_t cols, int8_t
             lo[c] = (int8_t)((src[c] & 255) - 128);
             hi[c] = (int8_t)(src[c] >> 8);
         }
-        if (ones)
-            lo[2 * plane] = 1;
+        for (int64_t t = 0; t < tail; t++)
+            lo[2 * plane + t] = t == 0;
     }
 }
 

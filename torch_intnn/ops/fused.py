@@ -43,7 +43,7 @@ def _library():
         getattr(library, name).argtypes = [ptr, ptr, i64, u32]
     library.intnn_lookup8.argtypes = [ptr, ptr, i64, ptr]
     library.intnn_max_pool8.argtypes = [ptr, i64, i64, i64, i64, i64, i64, ptr, ptr]
-    library.intnn_split16.argtypes = [ptr, i64, i64, ptr, i64, i64, ctypes.c_int]
+    library.intnn_split16.argtypes = [ptr, i64, i64, ptr, i64, i64, i64]
     library.intnn_count_sat8.argtypes = [ptr, i64]
     library.intnn_count_sat8.restype = i64
     library.intnn_im2col.argtypes = [ptr, i64, i64, i64, i64, i64, i64, i64, i64, i64, ptr]
@@ -158,22 +158,19 @@ def _max_pool8_fake(x: torch.Tensor, kh: int, kw: int) -> tuple[torch.Tensor, to
             x.new_empty(shape, dtype=torch.int64).contiguous(memory_format=torch.channels_last))
 
 
-def _split16_shape(x: torch.Tensor, dim: int) -> tuple[int, int]:
+def _split16(x: torch.Tensor, dim: int, lines: int) -> torch.Tensor:
+    if x.dtype != torch.int16 or x.dim() != 2 or not x.is_contiguous() or dim not in (0, 1) or \
+            lines <= 2 * x.shape[dim]:
+        raise ValueError(f"split16: a contiguous 2-D int16 tensor, dim 0 or 1 and more than twice its size there, "
+                         f"got {x.dtype} {tuple(x.shape)} (contiguous: {x.is_contiguous()}), dim {dim}, {lines} lines")
     rows, cols = x.shape
-    return (2 * rows + 1, cols) if dim == 0 else (rows, 2 * cols + 1)
-
-
-def _split16(x: torch.Tensor, dim: int) -> torch.Tensor:
-    if x.dtype != torch.int16 or x.dim() != 2 or not x.is_contiguous() or dim not in (0, 1):
-        raise ValueError(f"split16: a contiguous 2-D int16 tensor and dim 0 or 1, got {x.dtype} "
-                         f"{tuple(x.shape)} (contiguous: {x.is_contiguous()}) and dim {dim}")
-    rows, cols = x.shape
-    stack = torch.empty(_split16_shape(x, dim), dtype=torch.int8, device=x.device)
-    if dim == 1:  # limbs side by side in each row, then a column of ones
-        _library().intnn_split16(x.data_ptr(), rows, cols, stack.data_ptr(), 2 * cols + 1, cols, 1)
-    else:  # limb planes one under the other, then a row of ones
+    stack = torch.empty((lines, cols) if dim == 0 else (rows, lines), dtype=torch.int8, device=x.device)
+    if dim == 1:  # limbs side by side in each row, then a column of ones and zeros
+        _library().intnn_split16(x.data_ptr(), rows, cols, stack.data_ptr(), lines, cols, lines - 2 * cols)
+    else:  # limb planes one under the other, then a row of ones and rows of zeros
         _library().intnn_split16(x.data_ptr(), rows, cols, stack.data_ptr(), cols, rows * cols, 0)
         stack[2 * rows].fill_(1)
+        stack[2 * rows + 1:].zero_()
     return stack
 
 
@@ -192,7 +189,7 @@ _LIBRARY.define("max_pool8(Tensor x, int kh, int kw) -> (Tensor, Tensor)")
 _LIBRARY.define("max_pool8_values(Tensor x, int kh, int kw) -> Tensor")
 _LIBRARY.define("im2col(Tensor x, int kh, int kw, int ph, int pw) -> Tensor")
 _LIBRARY.define("nitro_relu_grad(Tensor g, Tensor s, int k) -> Tensor")
-_LIBRARY.define("split16(Tensor x, int dim) -> Tensor")
+_LIBRARY.define("split16(Tensor x, int dim, int lines) -> Tensor")
 _LIBRARY.define("count_sat8(Tensor s) -> Tensor")
 _LIBRARY.impl("div_sat8", _div_sat8, "CPU")
 _LIBRARY.impl("max_pool8_values", _max_pool8_values, "CPU")
@@ -212,8 +209,8 @@ torch.library.register_fake("torch_intnn::im2col", lambda x, kh, kw, ph, pw: x.n
     _im2col_shape(x, kh, kw, ph, pw)), lib=_LIBRARY)
 torch.library.register_fake("torch_intnn::nitro_relu_grad", lambda g, s, k: torch.empty_like(g.contiguous()),
                             lib=_LIBRARY)
-torch.library.register_fake("torch_intnn::split16", lambda x, dim: x.new_empty(_split16_shape(x, dim),
-                                                                                 dtype=torch.int8), lib=_LIBRARY)
+torch.library.register_fake("torch_intnn::split16", lambda x, dim, lines: x.new_empty(
+    (lines, x.shape[1]) if dim == 0 else (x.shape[0], lines), dtype=torch.int8), lib=_LIBRARY)
 torch.library.register_fake("torch_intnn::count_sat8", lambda s: s.new_empty((), dtype=torch.int64), lib=_LIBRARY)
 
 div_sat8 = torch.ops.torch_intnn.div_sat8
@@ -236,8 +233,9 @@ nitro_relu_grad = torch.ops.torch_intnn.nitro_relu_grad
 nitro_relu_grad.__doc__ = """``nitro_relu_grad(g, s, k)``: NITRO-ReLU's backward for int32 ``g`` and its int8 input ``s``:
 0 where ``s >= 127``, ``T(g / k)`` where ``s < 0``, else ``g`` (contiguous, ``g``'s shape)."""
 split16 = torch.ops.torch_intnn.split16
-split16.__doc__ = """``split16(x, dim)``: the int8 limb stack of :mod:`torch_intnn.ops.limbs` for a contiguous (R, C) int16 CPU
-tensor: its low limbs ``(x & 255) - 128`` and high limbs ``x >> 8`` (so ``x = 256 * hi + lo + 128``) stacked along
-``dim``, then a line of ones: (2R + 1, C) for ``dim`` 0, (R, 2C + 1) for ``dim`` 1."""
+split16.__doc__ = """``split16(x, dim, lines)``: the int8 limb stack of :mod:`torch_intnn.ops.limbs` for a contiguous (R, C)
+int16 CPU tensor: its low limbs ``(x & 255) - 128`` and high limbs ``x >> 8`` (so ``x = 256 * hi + lo + 128``)
+stacked along ``dim``, then a line of ones, then zero lines up to ``lines`` in all (> 2R for ``dim`` 0, > 2C for
+``dim`` 1): a (lines, C) or (R, lines) tensor."""
 count_sat8 = torch.ops.torch_intnn.count_sat8
 count_sat8.__doc__ = """``count_sat8(s)``: how many values of the int8 CPU tensor ``s`` have ``|s| >= 127`` (0-d int64)."""

@@ -142,6 +142,9 @@ def split_int8(x: torch.Tensor, bits: int) -> tuple[list[torch.Tensor], int]:
     return limbs, _write_limbs(x, bits, limbs)
 
 
+_RHS_LINES = 16  # a right stack with a ones column is padded to this many columns (AMX tiles are 16 wide)
+
+
 def _split(x: torch.Tensor, width: int, side: str) -> Limbs:
     """Split a 2-D ``x`` whose values are known to fit ``width`` bits; ``side`` is ``"lhs"`` or ``"rhs"``.
 
@@ -158,17 +161,22 @@ def _split(x: torch.Tensor, width: int, side: str) -> Limbs:
     column_major = not x.is_contiguous() and x.mT.is_contiguous()
     if column_major:  # work on the transposed, contiguous view and transpose the stack back
         x, stack_dim = x.mT, 1 - stack_dim
-    if n == 2 and x.dtype == torch.int16 and fused.runs_on(x) and x.is_contiguous():
-        stack, offset = fused.split16(x, stack_dim), 128  # one pass, the same stack
+    lines = n * x.shape[stack_dim] + has_offset
+    if side == "rhs" and has_offset:
+        lines = -(-lines // _RHS_LINES) * _RHS_LINES  # zero columns up to a multiple: _int_mm is faster there
+    if n == 2 and x.dtype in (torch.int16, torch.int32) and fused.runs_on(x) and x.is_contiguous():
+        stack, offset = fused.split16(x.to(torch.int16), stack_dim, lines), 128  # one pass, the same stack
     else:
         size = list(x.shape)
-        size[stack_dim] = n * x.shape[stack_dim] + has_offset
+        size[stack_dim] = lines
         stack = torch.empty(size, dtype=torch.int8, device=x.device)
         step = x.shape[stack_dim]
         limbs = [stack.narrow(stack_dim, i * step, step) for i in range(n)]
         offset = _write_limbs(x, width, limbs)
         if has_offset:
             stack.narrow(stack_dim, n * step, 1).fill_(1)  # the row / column of ones (module docstring)
+        if lines > n * step + has_offset:
+            stack.narrow(stack_dim, n * step + 1, lines - n * step - 1).zero_()
     return Limbs(stack.mT if column_major else stack, n, offset, width, side, rows, cols)
 
 
