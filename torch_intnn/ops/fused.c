@@ -162,3 +162,34 @@ void intnn_nitro_relu_grad(const int32_t *restrict g, const int8_t *restrict s, 
     for (int64_t i = 0; i < n; i++)
         out[i] = s[i] >= 127 ? 0 : s[i] < 0 ? g[i] / k : g[i];
 }
+
+/* The limb products' sum of ops/matmul.py (_combine): out[r][c] = row[r] + col[c] + sum over limb pairs (i, j) of
+   256**(i + j) * p[i * m + r][j * n + c], for i < na and j < nb, p row-major with ld columns, row and col NULL or
+   int64 vectors (the offset terms, already reduced to out's width). Modulo 2**64 (wide) or 2**32, in unsigned
+   arithmetic, where wrapping is defined: exact, because the caller proves the true sum fits out's dtype. */
+#define COMBINE_BODY(U, T)                                                                              \
+    for (int64_t r = 0; r < m; r++) {                                                                   \
+        T *o = (T *)out + r * n;                                                                        \
+        U base = row ? (U)row[r] : 0;                                                                   \
+        for (int64_t c = 0; c < n; c++)                                                                 \
+            o[c] = (T)(base + (col ? (U)col[c] : 0) + (U)p[r * ld + c]);                                \
+        for (int i = 0; i < na; i++)                                                                    \
+            for (int j = 0; j < nb; j++) {                                                              \
+                if (!i && !j)                                                                           \
+                    continue;                                                                           \
+                U coef = (U)1 << (8 * (i + j) < 8 * (int)sizeof(U) ? 8 * (i + j) : 0);                  \
+                if (8 * (i + j) >= 8 * (int)sizeof(U))                                                  \
+                    continue; /* 256**(i + j) is 0 modulo the width */                                  \
+                const int32_t *q = p + (i * m + r) * ld + j * n;                                        \
+                for (int64_t c = 0; c < n; c++)                                                         \
+                    o[c] = (T)((U)o[c] + coef * (U)q[c]);                                               \
+            }                                                                                           \
+    }
+
+void intnn_combine(const int32_t *restrict p, int64_t ld, int64_t m, int64_t n, int na, int nb,
+                   const int64_t *restrict row, const int64_t *restrict col, void *restrict out, int wide) {
+    if (wide)
+        COMBINE_BODY(uint64_t, int64_t)
+    else
+        COMBINE_BODY(uint32_t, int32_t)
+}

@@ -25,7 +25,7 @@ from torch_intnn.ops import _native
 from torch_intnn.ops._checks import memory_order
 
 __all__ = ["available", "runs_on", "div_sat8", "lookup8", "max_pool8", "max_pool8_values", "split16", "count_sat8",
-           "im2col", "nitro_relu_grad", "DIVISOR_MAX"]
+           "im2col", "nitro_relu_grad", "combine_into", "DIVISOR_MAX"]
 
 _SOURCE = Path(__file__).with_name("fused.c")
 _FLAGS = ["-O3", "-march=native", "-std=c11", "-shared", "-fPIC"]
@@ -48,8 +48,9 @@ def _library():
     library.intnn_count_sat8.restype = i64
     library.intnn_im2col.argtypes = [ptr, i64, i64, i64, i64, i64, i64, i64, i64, i64, ptr]
     library.intnn_nitro_relu_grad.argtypes = [ptr, ptr, ptr, i64, ctypes.c_int32]
+    library.intnn_combine.argtypes = [ptr, i64, i64, i64, ctypes.c_int, ctypes.c_int, ptr, ptr, ptr, ctypes.c_int]
     for name in ("intnn_div_sat8_i32", "intnn_div_sat8_i64", "intnn_lookup8", "intnn_max_pool8", "intnn_split16",
-                 "intnn_im2col", "intnn_nitro_relu_grad"):
+                 "intnn_im2col", "intnn_nitro_relu_grad", "intnn_combine"):
         getattr(library, name).restype = None
     return library
 
@@ -179,6 +180,23 @@ def _count_sat8(s: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"count_sat8: an int8 tensor, got {s.dtype}")
     s = _dense(s)
     return torch.tensor(_library().intnn_count_sat8(s.data_ptr(), s.numel()), dtype=torch.int64, device=s.device)
+
+
+def combine_into(result: torch.Tensor, p: torch.Tensor, counts: tuple[int, int], row: torch.Tensor | None,
+                 col: torch.Tensor | None) -> torch.Tensor:
+    """Eager only: write the limb products' sum of :mod:`torch_intnn.ops.matmul` into ``result`` (M, N), int32 or
+    int64 with contiguous rows: ``row[r] + col[c] + sum_ij 256**(i+j) p[i*M + r, j*N + c]`` over the
+    ``counts = (na, nb)`` limbs, modulo ``result``'s width, from the int32 limb products ``p`` (rows contiguous);
+    ``row`` (M,) and ``col`` (N,) are int64 or ``None``. One pass, where the PyTorch sum takes one per term."""
+    m, n = result.shape
+    if p.dtype != torch.int32 or p.stride(1) != 1 or result.stride(1) != 1 or result.stride(0) != n or \
+            result.dtype not in (torch.int32, torch.int64):
+        raise ValueError("combine_into: int32 products and an int32 or int64 result, both with contiguous rows")
+    vectors = [v if v is None else v.reshape(-1).to(torch.int64).contiguous() for v in (row, col)]
+    _library().intnn_combine(p.data_ptr(), p.stride(0), m, n, counts[0], counts[1],
+                             *(None if v is None else v.data_ptr() for v in vectors), result.data_ptr(),
+                             int(result.dtype == torch.int64))
+    return result
 
 
 # Low-level torch.library registration, as madd16_mm's: a few microseconds of dispatch a call.

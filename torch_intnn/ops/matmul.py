@@ -34,7 +34,7 @@ from typing import Callable
 
 import torch
 
-from torch_intnn.ops import madd16
+from torch_intnn.ops import fused, madd16
 from torch_intnn.ops._checks import check_integer, check_rank
 from torch_intnn.ops.backend import Backend, resolve_backend
 from torch_intnn.ops.limbs import Limbs, _split, declared_bits, split_int8, wrap
@@ -146,10 +146,13 @@ def _combine(p: torch.Tensor, a: Limbs, b: Limbs, out: torch.dtype, result: torc
         colsum = sum(block(na, j).to(out) * wrap(256**j, out) for j in range(nb))
         col_term = colsum * wrap(a.offset, out)
 
-    # Eager mode sums chunk by chunk of rows, so that the int64 temporaries of the type promotions stay in
-    # cache (3-5x faster on tall products such as a conv's im2col GEMM); Inductor fuses the whole sum instead.
     if result is None:
         result = torch.empty((m, n), dtype=out, device=p.device)
+    if fused.runs_on(p) and p.dtype == torch.int32 and p.stride(1) == 1 and not torch.compiler.is_compiling():
+        return fused.combine_into(result, p, (na, nb), row_term, col_term)  # one pass
+
+    # Eager mode sums chunk by chunk of rows, so that the int64 temporaries of the type promotions stay in
+    # cache (3-5x faster on tall products such as a conv's im2col GEMM); Inductor fuses the whole sum instead.
     step = m if torch.compiler.is_compiling() else max(1, _COMBINE_CHUNK // n)
     for r in range(0, m, step):
         rows = slice(r, r + step)
