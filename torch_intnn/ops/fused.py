@@ -5,11 +5,12 @@ an element) and three more passes, NITRO-ReLU in four passes, and a max pooling 
 in a pass per window cell; together they took about half of the small CIFAR-10 CNN's training step (2-core Xeon
 with AMX, one thread). ``fused.c`` (beside this file) computes each in one pass of plain C that the compiler
 vectorises for the CPU it runs on (built once per machine, :mod:`torch_intnn.ops._native`). The kernels are
-custom ops (``torch_intnn::div_sat8``, ``lookup8``, ``max_pool8``) with fake kernels, so ``torch.compile`` keeps
-them in its graph.
+custom ops (``torch_intnn::div_sat8``, ``lookup8``, ``max_pool8``, ``max_pool8_values``, ``im2col``,
+``nitro_relu_grad``, ``split16``, ``count_sat8``) with fake kernels, so ``torch.compile`` keeps them in its
+graph; :func:`combine_into` (the limb products' sum, writing into its caller's tensor) runs in eager mode only.
 
 Each op equals a PyTorch formula bit for bit (the tests compare them); the callers in ``ops/rounding.py``,
-``ops/pool.py`` and ``nn/nitro.py`` use the op where :func:`runs_on` says it runs and the formula elsewhere (CUDA,
+``ops/pool.py``, ``ops/conv.py``, ``ops/limbs.py``, ``ops/matmul.py`` and ``nn/nitro.py`` use the op where :func:`runs_on` says it runs and the formula elsewhere (CUDA,
 another CPU architecture without a C compiler), so every device gets the same numbers.
 """
 
