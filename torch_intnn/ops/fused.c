@@ -52,8 +52,8 @@ void intnn_lookup8(const int8_t *restrict s, int8_t *restrict out, int64_t n, co
 /* Non-overlapping max pooling of int8 NHWC memory x (n, h, w, c) with a kh x kw window (kh * kw <= 256), ceil
    mode (windows that cross the border use the cells inside it): values (n, ho, wo, c) and, for each, the NHWC
    offset in x of the window's first maximum (row-major window order, strict comparison: the first maximum wins
-   ties); positions may be NULL. LANES channels at a time in vector registers (GCC's vector extension), the window's cells inside, so the
-   running maxima and the cells they came from never leave the registers. */
+   ties); positions may be NULL. LANES channels at a time in vector registers (GCC's vector extension), the
+   window's cells inside, so the running maxima and the cells they came from never leave the registers. */
 #define LANES 32
 typedef int8_t lanes8 __attribute__((vector_size(LANES)));
 

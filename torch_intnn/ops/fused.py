@@ -10,8 +10,9 @@ custom ops (``torch_intnn::div_sat8``, ``lookup8``, ``max_pool8``, ``max_pool8_v
 graph; :func:`combine_into` (the limb products' sum, writing into its caller's tensor) runs in eager mode only.
 
 Each op equals a PyTorch formula bit for bit (the tests compare them); the callers in ``ops/rounding.py``,
-``ops/pool.py``, ``ops/conv.py``, ``ops/limbs.py``, ``ops/matmul.py`` and ``nn/nitro.py`` use the op where :func:`runs_on` says it runs and the formula elsewhere (CUDA,
-another CPU architecture without a C compiler), so every device gets the same numbers.
+``ops/pool.py``, ``ops/conv.py``, ``ops/limbs.py``, ``ops/matmul.py`` and ``nn/nitro.py`` use the op where
+:func:`runs_on` says it runs and the formula elsewhere (CUDA, a machine without a C compiler), so every device
+gets the same numbers.
 """
 
 from __future__ import annotations
@@ -246,15 +247,17 @@ max_pool8.__doc__ = """``max_pool8(x, kh, kw)``: ``max_pool2d(x, (kh, kw), ceil_
 max_pool8_values = torch.ops.torch_intnn.max_pool8_values
 max_pool8_values.__doc__ = """``max_pool8_values(x, kh, kw)``: the values of :func:`max_pool8` alone."""
 im2col = torch.ops.torch_intnn.im2col
-im2col.__doc__ = """``im2col(x, kh, kw, ph, pw)``: :func:`torch_intnn.ops.conv.im2col` of an (N, C, H, W) integer CPU tensor (one
-pass over NHWC memory, no padded copy): (N * H_out * W_out, kh * kw * C), rows n, i, j and columns k, l, c."""
+im2col.__doc__ = """``im2col(x, kh, kw, ph, pw)``: :func:`torch_intnn.ops.conv.im2col` of an (N, C, H, W) integer CPU
+tensor (one pass over NHWC memory, no padded copy): (N * H_out * W_out, kh * kw * C), rows n, i, j and columns
+k, l, c."""
 nitro_relu_grad = torch.ops.torch_intnn.nitro_relu_grad
-nitro_relu_grad.__doc__ = """``nitro_relu_grad(g, s, k)``: NITRO-ReLU's backward for int32 ``g`` and its int8 input ``s``:
-0 where ``s >= 127``, ``T(g / k)`` where ``s < 0``, else ``g`` (contiguous, ``g``'s shape)."""
+nitro_relu_grad.__doc__ = """``nitro_relu_grad(g, s, k)``: NITRO-ReLU's backward for int32 ``g`` and its int8 input
+``s``: 0 where ``s >= 127``, ``T(g / k)`` where ``s < 0``, else ``g`` (contiguous, ``g``'s shape)."""
 split16 = torch.ops.torch_intnn.split16
-split16.__doc__ = """``split16(x, dim, lines)``: the int8 limb stack of :mod:`torch_intnn.ops.limbs` for a contiguous (R, C)
-int16 CPU tensor: its low limbs ``(x & 255) - 128`` and high limbs ``x >> 8`` (so ``x = 256 * hi + lo + 128``)
+split16.__doc__ = """``split16(x, dim, lines)``: the int8 limb stack of :mod:`torch_intnn.ops.limbs` for a contiguous
+(R, C) int16 CPU tensor: its low limbs ``(x & 255) - 128`` and high limbs ``x >> 8`` (so ``x = 256 * hi + lo + 128``)
 stacked along ``dim``, then a line of ones, then zero lines up to ``lines`` in all (> 2R for ``dim`` 0, > 2C for
 ``dim`` 1): a (lines, C) or (R, lines) tensor."""
 count_sat8 = torch.ops.torch_intnn.count_sat8
-count_sat8.__doc__ = """``count_sat8(s)``: how many values of the int8 CPU tensor ``s`` have ``|s| >= 127`` (0-d int64)."""
+count_sat8.__doc__ = """``count_sat8(s)``: how many values of the int8 CPU tensor ``s`` have ``|s| >= 127`` (0-d
+int64)."""
