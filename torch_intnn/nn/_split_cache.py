@@ -16,6 +16,8 @@ from typing import Callable, Generic, TypeVar
 
 import torch
 
+from torch_intnn.ops._checks import holds_values
+
 __all__ = ["SplitCache"]
 
 T = TypeVar("T")
@@ -30,6 +32,8 @@ class SplitCache(Generic[T]):
 
     @staticmethod
     def _key_of(weight: torch.Tensor) -> tuple | None:
+        if not holds_values(weight):  # a fake or meta weight has no storage to key by: never cache it
+            return None
         try:
             version = weight._version
         except RuntimeError:  # inference tensors carry no version counter: never cache them

@@ -21,7 +21,7 @@ from torch_intnn.nn.conv import IntConv2d
 from torch_intnn.nn.linear import IntLinear
 from torch_intnn.nn.nitro import NitroReLU, NitroScaling
 from torch_intnn.ops import conv as conv_ops
-from torch_intnn.ops._checks import memory_order
+from torch_intnn.ops._checks import holds_values, memory_order
 from torch_intnn.ops.backend import Backend
 from torch_intnn.ops.pool import max_pool2d
 from torch_intnn.ops.matmul import int_matmul
@@ -49,12 +49,13 @@ def pool_to_d(channels: int, height: int, width: int, d: int) -> tuple[int, int]
 
 
 def value_bits(t: torch.Tensor, declared: int) -> int:
-    """The smallest signed width (2..``declared``) holding every value of ``t``; ``declared`` while compiling.
+    """The smallest signed width (2..``declared``) holding every value of ``t``; ``declared`` while compiling
+    and where ``t`` holds no values.
 
     Declaring it to :func:`int_matmul` is exact (the kernel checks it in eager mode) and saves limbs and int64
     results when the values are small (fresh weights, small errors).
     """
-    if torch.compiler.is_compiling() or t.numel() == 0:
+    if torch.compiler.is_compiling() or t.numel() == 0 or not holds_values(t):
         return declared
     lo, hi = torch.aminmax(memory_order(t))
     top = max(int(hi), -int(lo) - 1, 1)

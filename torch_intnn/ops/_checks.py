@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch._subclasses.fake_tensor import is_fake
 
 INTEGER_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
@@ -68,21 +69,31 @@ def memory_order(t: torch.Tensor) -> torch.Tensor:
     return t.view(-1) if t.is_contiguous() else t
 
 
+def holds_values(t: torch.Tensor) -> bool:
+    """Whether ``t``'s values can be read: false on the ``meta`` device and for a ``FakeTensor`` (the tensors of
+    a ``FakeTensorMode``, which have devices and shapes but no data). Eager checks and width choices that read
+    values are skipped there, as a compiled graph skips them."""
+    return not t.is_meta and not is_fake(t)
+
+
 def check_fits(t: torch.Tensor, bits: int, what: str) -> None:
     """Raise if a value of ``t`` lies outside the two's-complement range of ``bits`` bits.
 
     Eagerly a ``ValueError`` naming the values' span. While ``torch.compile`` traces, the data-dependent test
     becomes part of the graph as ``torch._assert_async``, which raises ``RuntimeError`` with the same width in
     its message when the compiled code runs: compiled and eager refuse the same tensors (a value outside the
-    declared width would make the int8 limb split, and so the result, wrong). Skipped on the meta device.
+    declared width would make the int8 limb split, and so the result, wrong). Skipped where ``t`` holds no
+    values (:func:`holds_values`).
     """
-    if bits >= dtype_bits(t.dtype) or t.numel() == 0 or t.is_meta:
+    if bits >= dtype_bits(t.dtype) or t.numel() == 0:
         return
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if torch.compiler.is_compiling():
         t_min, t_max = torch.aminmax(t)
         torch._assert_async((t_min >= lo) & (t_max <= hi), f"{what}: a value does not fit the declared {bits}-bit "
                             f"range [{lo}, {hi}]; declare a wider width or saturate first")
+        return
+    if not holds_values(t):
         return
     t_min, t_max = (int(v) for v in torch.aminmax(memory_order(t)))
     if t_min < lo or t_max > hi:
