@@ -65,8 +65,27 @@ def test_training_learns_and_logs_every_split(fake_root, tmp_path):
     acc = EventAccumulator(trainer.logger.log_dir)
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"train/loss", "train/acc", "val/acc", "test/acc", "train/lr_inv"} <= tags
+    assert {"train/loss", "train/acc", "val/acc", "test/acc", "train/lr_inv", "train/weight_saturated"} <= tags
+    per_weight = {t for t in tags if t.startswith("train/weight_saturated/")}
+    trained = trainer.optimizers[0].parameters_in_order()
+    assert per_weight == {f"train/weight_saturated/{name}" for name, b in model.net.named_buffers()
+                          if any(b is p for p in trained)} and len(per_weight) == len(trained) > 1
+    assert all(0.0 <= e.value <= 1.0 for t in per_weight | {"train/weight_saturated"} for e in acc.Scalars(t))
     assert any(t.startswith("weights/") for t in acc.Tags()["histograms"])
+
+
+def test_weight_saturation_is_logged_as_fractions_per_weight(fake_root, tmp_path):
+    """With ``lr_inv`` 1 the toy rule's first steps push most weights to the int16 limits."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = IntegerClassifier("toy_linear", rule="toy", rule_args={"lr_inv": 1})
+    trainer = _trainer(tmp_path, max_epochs=1)
+    trainer.fit(model, MNISTDataModule(root=str(fake_root), batch_size=50, val_size=200))
+    acc = EventAccumulator(trainer.logger.log_dir)
+    acc.Reload()
+    (w,), (b,), (total,) = (acc.Scalars(f"train/weight_saturated{t}") for t in ("/fc.weight", "/fc.bias", ""))
+    assert 0.0 < w.value <= 1.0 and 0.0 <= b.value <= 1.0
+    assert total.value == pytest.approx((7840 * w.value + 10 * b.value) / 7850)
 
 
 def _toy_recipe(tmp_path, max_epochs: int):

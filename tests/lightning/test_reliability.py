@@ -70,7 +70,26 @@ def test_saturation_is_counted_when_not_strict():
     opt = IntegerSGD([w], lr_inv=1)
     opt.set_grad(w, torch.tensor([-100, 100, 1]))
     opt.step()
-    assert w.tolist() == [32767, -32767, -1] and int(opt.saturated) == 2
+    assert w.tolist() == [32767, -32767, -1] and int(opt.saturated.sum()) == 2
+
+
+def test_saturation_is_counted_per_parameter_in_group_order():
+    a = torch.tensor([0, 0], dtype=torch.int32)
+    b = torch.tensor([32760, -32760, 0], dtype=torch.int32)
+    c = torch.tensor([32767], dtype=torch.int32)
+    opt = IntegerSGD([{"params": [a]}, {"params": [b, c]}], lr_inv=1)
+    opt.set_grad(a, torch.tensor([1, 1]))
+    opt.set_grad(b, torch.tensor([-100, 100, 1]))
+    opt.step()
+    opt.set_grad(b, torch.tensor([-100, 0, 0]))
+    opt.set_grad(c, torch.tensor([-1]))
+    opt.step()
+    assert opt.saturated.tolist() == [0, 3, 1]
+    d = torch.tensor([0], dtype=torch.int32)
+    opt.add_param_group({"params": [d]})
+    opt.set_grad(d, torch.tensor([-40000]))
+    opt.step()
+    assert opt.saturated.tolist() == [0, 3, 1, 1]
 
 
 def test_same_seed_same_weights_other_seed_other_weights(fake_root, tmp_path):

@@ -206,10 +206,8 @@ class LearningRule(nn.Module):
 
     def _fused_step(self, plan: list[tuple], *args) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         grads, stats = self.gradients(*args)
-        saturated = torch.zeros((), dtype=torch.int64, device=plan[0][0].device if plan else None)
-        for entry, g in zip(plan, grads, strict=True):
-            saturated = saturated + apply_update(entry, g)
-        return stats, saturated
+        counts = [apply_update(entry, g) for entry, g in zip(plan, grads, strict=True)]  # one per parameter
+        return stats, torch.stack(counts) if counts else torch.zeros(0, dtype=torch.int64)
 
     def on_train_epoch_start(self, epoch: int, optimizer: IntegerSGD) -> None:
         """Called at the start of every training epoch (``epoch`` counts from 0): :meth:`apply_schedule`."""

@@ -11,7 +11,8 @@ A learning rule computes an integer gradient ``G`` for each weight buffer and ha
 where ``R`` is the group's rounding rule (``"trunc"`` as both papers, ``"floor"`` or ``"round"``) and ``T`` is
 truncation. The step is computed in int64, so it cannot wrap: ``|G'| < 2**62`` is the only bound, far above any
 sum of ``2**17`` int8 x int32 products. Weights that leave the ``weight_bits`` range are saturated and counted
-in ``saturated`` (an int64 tensor the trainer logs and resets); with ``strict=True`` the first one raises
+in ``saturated`` (int64, one count per parameter in param-group order, which the trainer logs as fractions and
+resets); with ``strict=True`` the first one raises
 :class:`OverflowError` naming the parameter instead. ``G`` is a sum over the batch, not a mean. It is a ``torch.optim.Optimizer`` so that Lightning's manual
 optimisation counts its steps (``max_steps``, step-based checkpoints); its param groups and residuals are
 saved in ``state_dict()``, so a schedule that changes ``lr_inv`` resumes exactly.
@@ -109,8 +110,15 @@ class IntegerSGD(torch.optim.Optimizer):
         self._divisors: dict[tuple, tuple] = {}
         self.strict = strict
         self.names = dict(names or {})
-        first = next((p for group in self.param_groups for p in group["params"]), None)
-        self.saturated = torch.zeros((), dtype=torch.int64, device=first.device if first is not None else None)
+        self.saturated = self._zero_counts(self.parameters_in_order())
+
+    @staticmethod
+    def _zero_counts(params: list[torch.Tensor]) -> torch.Tensor:
+        return torch.zeros(len(params), dtype=torch.int64, device=params[0].device if params else None)
+
+    def parameters_in_order(self) -> list[torch.Tensor]:
+        """Every parameter in param-group order: the order of :attr:`saturated` and of :meth:`fused_plan`."""
+        return [p for group in self.param_groups for p in group["params"]]
 
     def check_groups(self) -> None:
         """Check every param group's settings (also after a schedule or a user changed them): ``ValueError``
@@ -134,6 +142,7 @@ class IntegerSGD(torch.optim.Optimizer):
         super().add_param_group(param_group)
         if hasattr(self, "_grads"):
             self._check_group(self.param_groups[-1])
+            self.saturated = torch.cat([self.saturated, self._zero_counts(self.param_groups[-1]["params"])])
 
     def set_grad(self, param: torch.Tensor, grad: torch.Tensor) -> None:
         """Hand over the integer gradient of ``param`` (same shape, any integer dtype) for the next step."""
@@ -155,9 +164,11 @@ class IntegerSGD(torch.optim.Optimizer):
         self.check_groups()
         loss = closure() if closure is not None else None
         updates = []
+        index = 0
         for group in self.param_groups:
             lo, hi = int_range(group["weight_bits"] or 32)
             for p in group["params"]:
+                index += 1
                 g = self._grads.pop(p, None)
                 if g is None:
                     continue
@@ -175,12 +186,12 @@ class IntegerSGD(torch.optim.Optimizer):
                         f"{group['weight_bits'] or 32}-bit range [{lo}, {hi}] (reaching [{int(new.min())}, "
                         f"{int(new.max())}]); no weight was changed"
                     )
-                updates.append((p, new.clamp_(lo, hi), residual, outside))
-        for p, new, residual, outside in updates:
+                updates.append((index - 1, p, new.clamp_(lo, hi), residual, outside))
+        for i, p, new, residual, outside in updates:
             p.copy_(new)
             if residual is not None:
                 self.state[p]["residual"] = residual
-            self.saturated += outside
+            self.saturated[i] += outside
         return loss
 
     def fused_plan(self) -> list[tuple]:

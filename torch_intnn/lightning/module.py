@@ -7,7 +7,8 @@ wrapper, which finds nothing left to apply but counts the step (``max_steps``, s
 
 Logged: the tags every run logs (:mod:`torch_intnn.lightning._logging`: accuracies, ``train/loss`` in nats
 for DFA, ``train/lr``, histograms of the trained weights, ``hp_metric``), plus ``train/step_loss`` per step,
-``train/lr_inv``, ``train/weight_saturated`` and the rule's counters such as ``train/saturated``.
+``train/lr_inv``, ``train/weight_saturated`` (the fraction of weight values saturated per update, over all
+weights and per weight as ``train/weight_saturated/NAME``) and the rule's counters such as ``train/saturated``.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class IntegerClassifier(RunLogging, pl.LightningModule):
         if compile:
             self.rule.compile_step()
         self._counts: dict[str, dict[str, torch.Tensor | int]] = {}
+        self._train_steps = 0  # training steps of the current epoch (the saturation fractions' denominator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Integer class scores (N, num_classes) for raw uint8 images."""
@@ -138,6 +140,7 @@ class IntegerClassifier(RunLogging, pl.LightningModule):
 
     def on_train_epoch_start(self) -> None:
         self._reset("train")
+        self._train_steps = 0
         opt = self.optimizers().optimizer
         self.rule.on_train_epoch_start(self.current_epoch, opt)
         self._log_lr(1 / opt.param_groups[0]["lr_inv"])
@@ -149,6 +152,7 @@ class IntegerClassifier(RunLogging, pl.LightningModule):
         opt = self.optimizers()
         stats = self.rule.train_step(x, y, opt.optimizer)  # the whole integer step, update included
         opt.step()  # nothing is pending: Lightning counts the step
+        self._train_steps += 1
         self._accumulate("train", stats, len(y))
         self.log("train/step_loss", int(stats["loss"]) / self.rule.loss_unit / max(len(y), 1), prog_bar=True)
 
@@ -160,10 +164,19 @@ class IntegerClassifier(RunLogging, pl.LightningModule):
         for key, value in counts.items():
             if key not in ("seen", "correct", "loss"):
                 self.log(f"train/{key}", float(int(value)))
-        self.log("train/weight_saturated", float(int(opt.saturated)))
+        named = [(opt.names.get(id(p), f"param{i}"), p) for i, p in enumerate(opt.parameters_in_order())]
+        self._log_saturation(named, opt.saturated.tolist())
         opt.saturated.zero_()
-        self._log_weight_histograms((opt.names.get(id(p), f"param{i}"), p)
-                                    for i, p in enumerate(p for g in opt.param_groups for p in g["params"]))
+        self._log_weight_histograms(named)
+
+    def _log_saturation(self, named: list[tuple[str, torch.Tensor]], counts: list[int]) -> None:
+        """Saturated weight values per update this epoch, as fractions of each weight's size: per parameter
+        (``train/weight_saturated/NAME``) and over all of them (``train/weight_saturated``)."""
+        steps = max(self._train_steps, 1)
+        for (name, p), count in zip(named, counts, strict=True):
+            self.log(f"train/weight_saturated/{name}", count / (p.numel() * steps))
+        total = sum(p.numel() for _, p in named) * steps
+        self.log("train/weight_saturated", sum(counts) / max(total, 1))
 
     # ---- evaluation -----------------------------------------------------------------------------------------
 
