@@ -12,10 +12,10 @@ where ``R`` is the group's rounding rule (``"trunc"`` as both papers, ``"floor"`
 truncation. The step is computed in int64, so it cannot wrap: ``|G'| < 2**62`` is the only bound, far above any
 sum of ``2**17`` int8 x int32 products. Weights that leave the ``weight_bits`` range are saturated and counted
 in ``saturated`` (int64, one count per parameter in param-group order, which the trainer logs as fractions and
-resets); with ``strict=True`` the first one raises
-:class:`OverflowError` naming the parameter instead. ``G`` is a sum over the batch, not a mean. It is a ``torch.optim.Optimizer`` so that Lightning's manual
-optimisation counts its steps (``max_steps``, step-based checkpoints); its param groups and residuals are
-saved in ``state_dict()``, so a schedule that changes ``lr_inv`` resumes exactly.
+resets); with ``strict=True`` the first one raises :class:`OverflowError` naming the parameter instead. ``G`` is
+a sum over the batch, not a mean. It is a ``torch.optim.Optimizer`` so that Lightning's manual optimisation
+counts its steps (``max_steps``, step-based checkpoints); its param groups and residuals are saved in
+``state_dict()``, so a schedule that changes ``lr_inv`` resumes exactly.
 """
 
 from __future__ import annotations
