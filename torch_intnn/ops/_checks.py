@@ -64,6 +64,8 @@ def memory_order(t: torch.Tensor) -> torch.Tensor:
     """
     if t.dim() < 2:
         return t
+    if t.is_contiguous():  # the common case, without the sort and permute below
+        return t.view(-1)
     order = sorted(range(t.dim()), key=lambda d: -t.stride(d))
     t = t.permute(order)
     return t.view(-1) if t.is_contiguous() else t
