@@ -5,9 +5,9 @@ instead of its input's, and inference runs on (fake) CUDA tensors.
 inference of every model (the width checks and choices that read values are skipped on fake tensors, as in a
 compiled graph), but not an eager training step: the step's host side reads values (label range, the step
 counter that seeds its draws, saturation counts), which fake tensors do not have. So the training-step test makes
-``meta`` the default device instead. Every tensor created without ``device=``
-then lands on meta, where the first op that meets a CPU tensor fails, or it survives into a result or the
-state, which the test checks. On a CUDA machine the same tensor would land on the CPU behind a CUDA input.
+``meta`` the default device instead. Every tensor created without ``device=`` then lands on meta, where the first
+op that meets a CPU tensor fails, or it survives into a result or the state, which the test checks. On a CUDA
+machine the same tensor would land on the CPU behind a CUDA input.
 """
 
 import pytest
