@@ -339,11 +339,14 @@ def test_a_plain_sequential_of_the_packages_layers_trains_as_the_model_it_is_mad
 def test_dfa_names_what_it_cannot_train_through():
     from torch import nn
 
-    from torch_intnn.nn import IntConv2d, IntFlatten, IntLinear, NitroReLU
+    from torch_intnn.nn import IntConv2d, IntFlatten, IntLinear, NitroReLU, NitroScaling
     from torch_intnn.nn.activations import PocketTanh
 
-    with pytest.raises(TypeError, match="cannot train through NitroReLU '2'"):
-        create_rule("dfa_faithful", nn.Sequential(IntFlatten(), IntLinear(784, 10), NitroReLU()))
+    # NITRO-ReLU is an integer activation (it has the derivative protocol), but takes NITRO-Scaling's int8 output,
+    # which DFA cannot train through
+    with pytest.raises(TypeError, match="cannot train through NitroScaling '2'"):
+        create_rule("dfa_faithful", nn.Sequential(IntFlatten(), IntLinear(784, 10), NitroScaling(256 * 784),
+                                                  NitroReLU()))
     with pytest.raises(TypeError, match="cannot train through IntConv2d '0'"):
         create_rule("dfa_faithful", nn.Sequential(IntConv2d(1, 4, 3), IntFlatten(), IntLinear(2704, 10), PocketTanh(2704)))
     with pytest.raises(TypeError, match="output layer '3' needs an activation"):

@@ -150,3 +150,56 @@ def test_forward_and_slopes_are_integer_only(act):
     with IntegerOnly():
         _run(act, z)
     assert "int8" in repr(act) or "int32" in repr(act) or "int16" in repr(act)
+
+
+def _every_activation():
+    from torch_intnn.nn import NitroReLU
+
+    return [PocketTanh(3), PocketSigmoid(), PocketTanh(shift=4), PocketReLU8(), PocketLeakyReLU(),
+            PocketRescale(), PocketRescale(shift=2, bits=8), NitroReLU(4), NitroReLU(8)]
+
+
+def _inputs(act, seed=0):
+    from torch_intnn.nn import NitroReLU
+
+    g = torch.Generator().manual_seed(seed)
+    if isinstance(act, NitroReLU):  # it takes NITRO-Scaling's int8 output, saturation at 127 included
+        z = torch.cat([torch.randint(-128, 128, (200,), generator=g), torch.tensor([-128, -127, -1, 0, 126, 127])])
+        return z.to(torch.int8)
+    return torch.randint(-70_000, 70_000, (300,), generator=g, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("act", _every_activation(), ids=lambda a: type(a).__name__)
+def test_one_derivative_protocol_backward_is_truncated_division_by_g(act):
+    """Every activation, pocket or NITRO-D, answers inv_slope, slope and backward(grad, at=) the same way."""
+    from torch_intnn.nn.activations import IntActivation
+
+    assert isinstance(act, IntActivation)
+    z = _inputs(act)
+    act.train()
+    act(z)
+    g_inv, slope = act.inv_slope, act.slope
+    assert g_inv.dtype == slope.dtype == torch.int32 and g_inv.shape == slope.shape == z.shape
+    grad = torch.randint(-2**20, 2**20, z.shape, generator=torch.Generator().manual_seed(5), dtype=torch.int64)
+    expected = [c_div(int(a), int(b)) for a, b in zip(grad, g_inv)]  # T(g / G) on Python ints
+    assert act.backward(grad).tolist() == expected
+    # slope 0 marks exactly the flat pieces (G = 127 or INT_MAX)
+    assert torch.equal(slope == 0, (g_inv == 127) | (g_inv == INT_MAX))
+    # at=: the same at a subset of the input values, as a pooled head passes them
+    pick = torch.arange(0, z.numel(), 7)
+    assert act.backward(grad[pick], at=z[pick]).tolist() == [expected[i] for i in pick.tolist()]
+    with pytest.raises(ValueError, match="differ"):
+        act.backward(grad[:3], at=z[:4])
+
+
+def test_nitro_relu_slopes_by_hand():
+    from torch_intnn.nn import NitroReLU
+
+    act = NitroReLU(4).train()
+    act(torch.tensor([-128, -127, -5, -1, 0, 1, 126, 127], dtype=torch.int8))
+    assert act.inv_slope.tolist() == [4, 4, 4, 4, 1, 1, 1, INT_MAX]
+    assert act.slope.tolist() == [2, 2, 2, 2, 8, 8, 8, 0]  # round(8 / 4) = 2 eighths below 0
+    act.eval()
+    act(torch.zeros(3, dtype=torch.int8))
+    with pytest.raises(RuntimeError, match="training-mode forward"):
+        act.slope

@@ -108,3 +108,21 @@ def test_constructor_defaults_mirror_torch_nn_conv2d():
     layer, ref = IntConv2d(3, 4, 3, generator=gen()), torch.nn.Conv2d(3, 4, 3)
     assert layer.padding == ref.padding[0] == 0 and layer.bias is not None and ref.bias is not None
     assert layer(x).shape == ref(x.float()).shape == (2, 4, 7, 5)
+
+
+def test_training_forward_keeps_its_columns_for_the_weight_gradient():
+    from torch_intnn.ops.conv import im2col
+
+    layer = IntConv2d(3, 4, 3, 1, bias=False, generator=gen(), narrow=True).train()
+    x = ints((2, 3, 5, 6), -128, 127)
+    layer(x)
+    assert layer.input is x and torch.equal(layer.columns, im2col(x, 3, 1))
+    g = ints((2, 4, 5, 6), -128, 127, seed=4)
+    w = layer.weight.double().requires_grad_()
+    (F.conv2d(x.double(), w, padding=1) * g.double()).sum().backward()
+    assert torch.equal(layer.weight_grad(g, 8).to(torch.int64), w.grad.to(torch.int64))
+    layer.clear_kept()
+    assert layer.input is None and layer.columns is None
+    layer.eval()
+    layer(x)
+    assert layer.columns is None

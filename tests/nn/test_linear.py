@@ -176,3 +176,42 @@ def test_compiled_inference_refuses_what_eager_refuses(backend):
         compiled(x)
     with pytest.raises(RuntimeError, match="input.*8-bit"):
         torch.compile(IntLinear(16, 4).eval(), backend=backend, fullgraph=True)(x.to(torch.int16) * 2)
+
+
+def test_weight_and_input_gradients_match_int64():
+    layer = IntLinear(37, 11, bias=False, generator=gen())
+    layer.weight.copy_(ints((11, 37), -32767, 32767, torch.int32, seed=3))
+    x = ints((6, 37), -128, 127)
+    g = ints((6, 11), -2**20, 2**20, torch.int32, seed=4)
+    with pytest.raises(RuntimeError, match="weight_grad needs a training-mode forward"):
+        layer.weight_grad(g)
+    layer.train()
+    layer(x)
+    assert torch.equal(layer.weight_grad(g, 22).to(torch.int64), g.to(torch.int64).T @ x.to(torch.int64))
+    assert torch.equal(layer.input_grad(g, 22).to(torch.int64), g.to(torch.int64) @ layer.weight.to(torch.int64))
+    layer.clear_kept()
+    assert layer.input is None
+
+
+@pytest.mark.parametrize("backend", ["int_mm", "madd16", "int32", "plain"])
+def test_narrow_declares_the_width_of_the_current_values(backend):
+    from torch_intnn.ops.backend import Backend, _check_runs
+
+    try:
+        _check_runs(Backend(backend), "cpu", "test")
+    except ValueError as err:
+        pytest.skip(str(err))
+    wide, narrow = (IntLinear(600, 9, bias=False, generator=gen(), backend=backend, narrow=n) for n in (False, True))
+    wide.weight.copy_(ints((9, 600), -128, 100, torch.int32, seed=3))
+    narrow.weight.copy_(wide.weight)
+    x = ints((4, 600), -128, 127)
+    assert wide.product_bits() == 16 and narrow.product_bits() == 8
+    za, zb = wide(x), narrow(x)
+    assert torch.equal(za.to(torch.int64), zb.to(torch.int64)) and torch.equal(za.to(torch.int64), reference(wide, x))
+    # 600 products of 8 x 16 bits may overflow int32; of 8 x 8 bits they cannot
+    assert za.dtype == torch.int64 and zb.dtype == torch.int32
+    narrow.weight[0, 0] = 20_000  # an in-place write: a new version, measured again
+    assert narrow.product_bits() == 16
+    assert narrow(x).dtype == torch.int64
+    assert torch.equal(narrow(x).to(torch.int64), reference(narrow, x))
+    assert "narrower while" in repr(narrow) and "narrower" not in repr(wide)

@@ -118,3 +118,29 @@ def test_block_backward_needs_a_training_forward():
     block(torch.zeros(2, 4, dtype=torch.int8))
     with pytest.raises(RuntimeError, match="training-mode forward"):
         block.backward(torch.zeros(2, 10, dtype=torch.int8))
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_blocks_multiply_through_their_layers_and_free_what_they_kept(kind):
+    """A block's forward and gradients are its IntLinear / IntConv2d's own (forward, weight_grad, input_grad)."""
+    g = torch.Generator().manual_seed(0)
+    if kind == "linear":
+        block = NitroLinearBlock(20, 12, generator=g).train()
+        x = torch.randint(-100, 100, (5, 20), generator=g).to(torch.int8)
+    else:
+        block = NitroConvBlock(2, 4, (6, 6), d_max=40, generator=g).train()
+        x = torch.randint(-100, 100, (5, 2, 6, 6), generator=g).to(torch.int8)
+    assert block.layer.narrow and block.head.linear.narrow
+    h = block(x)
+    assert block.layer.input is x and torch.equal(h, block.act(block.scaling(block.layer(x))))
+    block(x)  # the layer call above kept its own input again; the block's forward once more
+    y_hat = block.head(block.output)
+    assert block.head.linear.input is not None
+    delta = torch.randint(-50, 50, y_hat.shape, generator=g).to(torch.int8)
+    w_head = block.head.linear.weight.to(torch.int64)
+    p = block.head.linear.input.to(torch.int64)
+    grad_head, grad_fwd = block.backward(delta)
+    assert torch.equal(grad_head.to(torch.int64), delta.to(torch.int64).T @ p)
+    assert grad_fwd.shape == block.layer.weight.shape and w_head.shape == grad_head.shape
+    assert block.layer.input is None and block.head.linear.input is None and block.output is None
+    assert block.act.kept is None and getattr(block.layer, "columns", None) is None

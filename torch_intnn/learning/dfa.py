@@ -69,6 +69,7 @@ from torch_intnn.learning.schedule import cosine_divisor
 from torch_intnn.learning.sgd import IntegerSGD
 from torch_intnn.nn._draws import randint
 from torch_intnn.nn._weight_layer import IntWeightLayer
+from torch_intnn.nn.activations import IntActivation
 from torch_intnn.nn.init import uniform_nonzero_int_
 from torch_intnn.nn.linear import IntLinear
 from torch_intnn.ops._checks import check_int_arg
@@ -98,8 +99,9 @@ def feedback_layers(model: nn.Module) -> list[tuple[IntLinear, nn.Module]]:
     when the model lists them (PocketMLP), else found in module order in any module tree (an ``nn.Sequential``
     of ``IntLinear`` layers, each followed by a pocket activation; flattens and input layers in between).
 
-    Raises ``TypeError`` naming the first module DFA cannot train through (another weight layer, an activation
-    without ``slope`` / ``inv_slope``) or an ``IntLinear`` without its activation.
+    Raises ``TypeError`` naming the first module DFA cannot train through (another weight layer, a module with a
+    ``backward`` that is no :class:`~torch_intnn.nn.activations.IntActivation`) or an ``IntLinear`` without its
+    activation.
     """
     if hasattr(model, "linears") and hasattr(model, "acts"):
         return list(zip(model.linears, model.acts))
@@ -113,9 +115,9 @@ def feedback_layers(model: nn.Module) -> list[tuple[IntLinear, nn.Module]]:
                                 f"activation between; put a pocket activation (PocketTanh, ...) after each layer")
             pending = (name, module)
         elif isinstance(module, IntWeightLayer) or _is_activation(module):
-            if not (hasattr(type(module), "slope") and hasattr(type(module), "inv_slope")):
+            if not isinstance(module, IntActivation):
                 raise TypeError(f"DFA cannot train through {type(module).__name__} '{name}': it trains IntLinear "
-                                f"layers, each followed by a pocket activation (slope / inv_slope)")
+                                f"layers, each followed by an integer activation (PocketTanh, ...)")
             if pending is None:
                 raise TypeError(f"DFA: activation '{name}' follows no IntLinear layer")
             pairs.append((pending[1], module))
@@ -130,8 +132,9 @@ def feedback_layers(model: nn.Module) -> list[tuple[IntLinear, nn.Module]]:
 
 
 def _is_activation(module: nn.Module) -> bool:
-    """A module that shapes values and keeps something for a backward pass: pocket and NITRO activations."""
-    return hasattr(type(module), "slope") or hasattr(module, "backward")
+    """A module that shapes values and keeps something for a backward pass: an integer activation, NITRO-Scaling,
+    a dropout."""
+    return isinstance(module, IntActivation) or hasattr(module, "backward")
 
 
 class DirectFeedback(LearningRule):
@@ -263,7 +266,7 @@ class DirectFeedback(LearningRule):
             if k < len(layers) - 1:
                 saturated = saturated + flat.sum()
             # (n_k, N) @ (N, n_{k-1}): the batch sum of delta a^T; lin.input was kept by the training forward
-            grad_w = int_matmul(delta.T, lin.input, a_bits=_bits(bound), b_bits=lin.input_bits)
+            grad_w = lin.weight_grad(delta, _bits(bound))
             if decay:
                 grad_w = grad_w + self._decay_grad(k, lin.weight, x.shape[0])
             grads.append(grad_w)

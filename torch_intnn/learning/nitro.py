@@ -202,7 +202,7 @@ class NitroRule(LearningRule):
         ensemble = out.to(torch.int16) if getattr(model, "ensemble", False) else None
         block_grads = []
         for block in reversed(model.blocks):
-            saturated = saturated + count_saturated8(block.act.input)
+            saturated = saturated + count_saturated8(block.act.kept)
             y_hat = block.head(block.output)
             if ensemble is not None:  # the model predicts with the sum of all heads (NitroNet ensemble=True)
                 ensemble = ensemble + y_hat.to(torch.int16)

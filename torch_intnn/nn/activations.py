@@ -1,7 +1,8 @@
-"""PocketNN's pocket activations (pocketnn.md sec. 1): integer forward plus the integer slope the learning rule needs.
+"""PocketNN's pocket activations (pocketnn.md sec. 1), and the derivative protocol of every integer activation.
 
-Every activation maps an integer pre-activation ``z`` to an integer output ``y`` and, in training mode, keeps what
-the learning rule reads back:
+Every activation, pocket or NITRO-D (:class:`~torch_intnn.nn.NitroReLU`), is an :class:`IntActivation`: it maps
+an integer pre-activation ``z`` to an integer output ``y`` and, in training mode, keeps what its derivative needs
+(the table index, the input, or a mask). From that the base gives every learning rule the same three readings:
 
 * ``inv_slope`` -- PocketNN's ``G`` (int32, same shape as ``y``). PocketNN's rule divides by it:
   ``delta = div_trunc(g, G)``. It is *not* always the true inverse slope: tanh's G is twice it, saturated pieces
@@ -23,7 +24,7 @@ from torch import nn
 from torch_intnn.ops._checks import check_integer
 from torch_intnn.ops.rounding import div_trunc, int_range, saturate, shift_round
 
-__all__ = ["PocketTanh", "PocketSigmoid", "PocketReLU8", "PocketLeakyReLU", "PocketRescale", "INT_MAX", "SLOPE_ONE"]
+__all__ = ["IntActivation", "PocketTanh", "PocketSigmoid", "PocketReLU8", "PocketLeakyReLU", "PocketRescale", "INT_MAX", "SLOPE_ONE"]
 
 INT_MAX = 2**31 - 1  # PocketNN's G where the true slope is 0 (delta = T(g / INT_MAX) = 0 for |g| < INT_MAX)
 SLOPE_ONE = 8  # ``slope`` of the centre piece: slopes are reported in eighths of it
@@ -63,8 +64,59 @@ def pocket_sigmoid_table(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return y, g
 
 
-class _TableActivation(nn.Module):
-    """Shared machinery: ``u = scale(z)``, clamp to the table domain [-128, 128], gather ``y`` / ``G`` / slope."""
+class IntActivation(nn.Module):
+    """Base of every integer activation: the derivative protocol of the module docstring.
+
+    A subclass computes its forward, calls :meth:`_keep` with what its derivative needs (kept in training mode
+    only), and gives :meth:`_state_of` (that state from input values), :meth:`_inv_slope_of` (G from the state)
+    and :meth:`_slope_of` (eighths from the state).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: torch.Tensor | None = None
+
+    def _keep(self, state: torch.Tensor) -> None:
+        self.kept = state if self.training else None
+
+    def _kept(self) -> torch.Tensor:
+        if self.kept is None:
+            raise RuntimeError(f"{type(self).__name__}: the slopes need a training-mode forward pass first")
+        return self.kept
+
+    def _state_of(self, z: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _inv_slope_of(self, state: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _slope_of(self, state: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @property
+    def inv_slope(self) -> torch.Tensor:
+        """PocketNN's G of the last training-mode forward: int32, shape of the output."""
+        return self._inv_slope_of(self._kept())
+
+    @property
+    def slope(self) -> torch.Tensor:
+        """The derivative relative to the centre piece, in eighths (0 where saturated): int32, shape of the output."""
+        return self._slope_of(self._kept())
+
+    def backward(self, grad: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
+        """``div_trunc(grad, G)``: the error ``grad`` (shape of the output, integer) through the activation, at the
+        input of the last training-mode forward, or at the input values ``at`` (shape of ``grad``)."""
+        check_integer(grad, f"{type(self).__name__} grad")
+        state = self._kept() if at is None else self._state_of(at)
+        if state.shape != grad.shape:
+            raise ValueError(f"{type(self).__name__}.backward: grad {tuple(grad.shape)} and input "
+                             f"{tuple(state.shape)} differ")
+        return div_trunc(grad, self._inv_slope_of(state))
+
+
+class _TableActivation(IntActivation):
+    """Shared machinery: ``u = scale(z)``, clamp to the table domain [-128, 128], gather ``y`` / ``G`` / slope;
+    the kept state is the table index."""
 
     U_MIN, U_MAX = -128, 128
     _table_fn = None  # (u int64) -> (y, G)
@@ -84,7 +136,6 @@ class _TableActivation(nn.Module):
         self.register_buffer("y_table", y.to(torch.int8), persistent=False)
         self.register_buffer("inv_slope_table", g.to(torch.int32), persistent=False)
         self.register_buffer("slope_table", slope.to(torch.int32), persistent=False)
-        self.index: torch.Tensor | None = None
 
     def scale(self, z: torch.Tensor) -> torch.Tensor:
         """``u``: ``div_trunc(z, divisor)`` (PocketNN) or ``shift_round(z, shift)`` (round to nearest)."""
@@ -92,24 +143,19 @@ class _TableActivation(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         check_integer(z, f"{type(self).__name__} input")
-        idx = self.scale(z).clamp(self.U_MIN, self.U_MAX) - self.U_MIN  # (...) int, in [0, 256]
-        self.index = idx if self.training else None
+        idx = self._state_of(z)
+        self._keep(idx)
         return _lookup(self.y_table, idx)
 
-    def _kept(self) -> torch.Tensor:
-        if self.index is None:
-            raise RuntimeError(f"{type(self).__name__}: the slopes need a training-mode forward pass first")
-        return self.index
+    def _state_of(self, z: torch.Tensor) -> torch.Tensor:
+        """The table index of ``z``: (...) int, in [0, 256]."""
+        return self.scale(z).clamp(self.U_MIN, self.U_MAX) - self.U_MIN
 
-    @property
-    def inv_slope(self) -> torch.Tensor:
-        """PocketNN's G of the last training-mode forward: int32, shape of the output."""
-        return _lookup(self.inv_slope_table, self._kept())
+    def _inv_slope_of(self, idx: torch.Tensor) -> torch.Tensor:
+        return _lookup(self.inv_slope_table, idx)
 
-    @property
-    def slope(self) -> torch.Tensor:
-        """The derivative relative to the centre piece, in eighths (0 where saturated): int32, shape of the output."""
-        return _lookup(self.slope_table, self._kept())
+    def _slope_of(self, idx: torch.Tensor) -> torch.Tensor:
+        return _lookup(self.slope_table, idx)
 
     def _scale_repr(self) -> str:
         return f"u = trunc(z / {self.divisor})" if self.shift is None else f"u = round(z / 2**{self.shift})"
@@ -156,22 +202,16 @@ class PocketSigmoid(_TableActivation):
         return f"{self._scale_repr()}, y = pocket_sigmoid(u) int8 in [1, 127], G in {{1, 2, 8, 127}}"
 
 
-class _DirectActivation(nn.Module):
-    """Activations evaluated directly on ``z`` (no table): keep ``z`` in training mode for the slopes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.input: torch.Tensor | None = None
-
-    def _kept(self) -> torch.Tensor:
-        if self.input is None:
-            raise RuntimeError(f"{type(self).__name__}: the slopes need a training-mode forward pass first")
-        return self.input
+class _DirectActivation(IntActivation):
+    """Activations evaluated directly on ``z`` (no table): the kept state is ``z`` itself."""
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         check_integer(z, f"{type(self).__name__} input")
-        self.input = z if self.training else None
+        self._keep(z)
         return self._forward(z)
+
+    def _state_of(self, z: torch.Tensor) -> torch.Tensor:
+        return z
 
 
 class PocketReLU8(_DirectActivation):
@@ -183,17 +223,11 @@ class PocketReLU8(_DirectActivation):
     def _forward(self, z: torch.Tensor) -> torch.Tensor:
         return z.clamp(0, 127).to(torch.int8)
 
-    def _linear(self) -> torch.Tensor:
-        z = self._kept()
-        return (z >= 0) & (z <= 127)
+    def _inv_slope_of(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.where((z >= 0) & (z <= 127), 1, INT_MAX).to(torch.int32)
 
-    @property
-    def inv_slope(self) -> torch.Tensor:
-        return torch.where(self._linear(), 1, INT_MAX).to(torch.int32)
-
-    @property
-    def slope(self) -> torch.Tensor:
-        return torch.where(self._linear(), SLOPE_ONE, 0).to(torch.int32)
+    def _slope_of(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.where((z >= 0) & (z <= 127), SLOPE_ONE, 0).to(torch.int32)
 
     def extra_repr(self) -> str:
         return "y = clamp(z, 0, 127) int8, G in {1, INT_MAX}"
@@ -213,25 +247,22 @@ class PocketLeakyReLU(_DirectActivation):
         y = torch.where(z < 0, div_trunc(z.clamp(min=-self.LIMIT), 5), z.clamp(max=self.LIMIT))
         return torch.where(z < -self.LIMIT, -self.LIMIT, y).to(torch.int32)
 
-    def _piece(self, values: tuple[int, int, int, int]) -> torch.Tensor:
-        z = self._kept()
+    def _piece(self, z: torch.Tensor, values: tuple[int, int, int, int]) -> torch.Tensor:
         out = torch.where(z < 0, values[1], values[2])
         out = torch.where(z < -self.LIMIT, values[0], out)
         return torch.where(z >= self.LIMIT, values[3], out).to(torch.int32)
 
-    @property
-    def inv_slope(self) -> torch.Tensor:
-        return self._piece((INT_MAX, 5, 1, INT_MAX))
+    def _inv_slope_of(self, z: torch.Tensor) -> torch.Tensor:
+        return self._piece(z, (INT_MAX, 5, 1, INT_MAX))
 
-    @property
-    def slope(self) -> torch.Tensor:
-        return self._piece((0, 2, SLOPE_ONE, 0))
+    def _slope_of(self, z: torch.Tensor) -> torch.Tensor:
+        return self._piece(z, (0, 2, SLOPE_ONE, 0))
 
     def extra_repr(self) -> str:
         return "y = z (z >= 0), T(z / 5) (z < 0), saturated to +-32767, int32; G in {1, 5, INT_MAX}"
 
 
-class PocketRescale(nn.Module):
+class PocketRescale(IntActivation):
     """PocketNN's ``rescale`` (pocketnn.md sec. 1.3), a linear output: ``y = T(z / 256)``, G = 1.
 
     Args:
@@ -249,31 +280,32 @@ class PocketRescale(nn.Module):
             raise ValueError(f"PocketRescale: bits must be in 2..32, got {bits}")
         self.shift, self.bits = shift, bits
         self.dtype = torch.int16 if bits <= 16 else torch.int32
-        self.linear_mask: torch.Tensor | None = None
+
+    def _scale(self, z: torch.Tensor) -> torch.Tensor:
+        return div_trunc(z, 256) if self.shift is None else shift_round(z, self.shift)
+
+    def _linear(self, u: torch.Tensor) -> torch.Tensor:
+        lo, hi = int_range(self.bits)
+        return (u >= lo) & (u <= hi)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         check_integer(z, "PocketRescale input")
-        u = div_trunc(z, 256) if self.shift is None else shift_round(z, self.shift)
-        y = saturate(u, self.bits)
+        u = self._scale(z)
         if self.training:
-            lo, hi = int_range(self.bits)
-            self.linear_mask = (u >= lo) & (u <= hi)
+            self._keep(self._linear(u))
         else:
-            self.linear_mask = None
-        return y.to(self.dtype)
+            self.kept = None
+        return saturate(u, self.bits).to(self.dtype)
 
-    def _kept(self) -> torch.Tensor:
-        if self.linear_mask is None:
-            raise RuntimeError("PocketRescale: the slopes need a training-mode forward pass first")
-        return self.linear_mask
+    def _state_of(self, z: torch.Tensor) -> torch.Tensor:
+        """Where ``z`` is on the linear piece (bool, shape of ``z``)."""
+        return self._linear(self._scale(z))
 
-    @property
-    def inv_slope(self) -> torch.Tensor:
-        return torch.where(self._kept(), 1, INT_MAX).to(torch.int32)
+    def _inv_slope_of(self, linear: torch.Tensor) -> torch.Tensor:
+        return torch.where(linear, 1, INT_MAX).to(torch.int32)
 
-    @property
-    def slope(self) -> torch.Tensor:
-        return torch.where(self._kept(), SLOPE_ONE, 0).to(torch.int32)
+    def _slope_of(self, linear: torch.Tensor) -> torch.Tensor:
+        return torch.where(linear, SLOPE_ONE, 0).to(torch.int32)
 
     def extra_repr(self) -> str:
         scale = "trunc(z / 256)" if self.shift is None else f"round(z / 2**{self.shift})"

@@ -26,10 +26,12 @@ class IntLinear(IntWeightLayer):
         generator: the seeded generator the initial weights are drawn from.
         backend: the GEMM backend of its products (:class:`~torch_intnn.ops.backend.Backend`; ``"auto"``: the
             device's default).
+        narrow: declare the width the weight's current values fit, not ``weight_bits``
+            (:meth:`~torch_intnn.nn._weight_layer.IntWeightLayer.product_bits`; exact either way).
 
     Shapes: x (N, in_features) integer -> z (N, out_features) int32 or int64 (int64 whenever the declared widths
     cannot prove that ``in_features`` products, plus the bias, fit int32). In training mode the input is kept in
-    ``self.input`` for the learning rule; in eval mode nothing is kept.
+    ``self.input`` for the learning rule (:meth:`weight_grad`); in eval mode nothing is kept.
 
     The int8 limbs of the weight are cached between calls while the buffer is unchanged (see
     :mod:`torch_intnn.nn._split_cache`); after writing ``weight`` through ``.data``, call
@@ -47,21 +49,36 @@ class IntLinear(IntWeightLayer):
         init: str = "kaiming",
         generator: torch.Generator | None = None,
         backend: Backend | str = Backend.AUTO,
+        narrow: bool = False,
     ) -> None:
         if in_features <= 0 or out_features <= 0:
             raise ValueError(f"IntLinear needs positive sizes, got {in_features} -> {out_features}")
         super().__init__((out_features, in_features), in_features, bias, weight_bits=weight_bits,
-                         input_bits=input_bits, init=init, generator=generator, backend=backend)
+                         input_bits=input_bits, init=init, generator=generator, backend=backend, narrow=narrow)
         self.in_features, self.out_features = in_features, out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._take_input(x, 2, "(N, in_features)", 1, self.in_features, "features")
-        z = int_matmul(x, self.weight_limbs(), a_bits=self.input_bits, backend=self.backend)
+        work = x.shape[0] * self.in_features * self.out_features
+        # int_mm multiplies limbs: hand it the cached split; the other backends multiply the values themselves
+        rhs = self.weight_limbs() if self._multiplies_limbs(x, work) else self.weight.T
+        z = int_matmul(x, rhs, a_bits=self.input_bits, b_bits=self.product_bits(), backend=self.backend)
         return self._with_bias(z, x, (-1,))
+
+    def weight_grad(self, grad_out: torch.Tensor, grad_bits: int | None = None) -> torch.Tensor:
+        """``grad_out^T @ x``, the batch sum of the error at the output (N, out_features), whose values fit
+        ``grad_bits`` signed bits, times the kept training input: (out_features, in_features), exact."""
+        x = self._kept_input("weight_grad")
+        return int_matmul(grad_out.T, x, a_bits=grad_bits, b_bits=self.input_bits, backend=self.backend)
+
+    def input_grad(self, grad_out: torch.Tensor, grad_bits: int | None = None) -> torch.Tensor:
+        """``grad_out @ weight``: the error at the output (N, out_features) brought to the input (N, in_features)
+        through the current weight (call it before the update), exact."""
+        return int_matmul(grad_out, self.weight, a_bits=grad_bits, b_bits=self.product_bits(), backend=self.backend)
 
     def _split_weight(self, weight: torch.Tensor) -> Limbs:
         """``weight.T`` (in_features, out_features) split into int8 limbs."""
-        return split_rhs(weight.T, self.weight_bits)
+        return split_rhs(weight.T, self.product_bits())
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}, {self._arithmetic_repr()}"

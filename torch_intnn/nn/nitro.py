@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from torch_intnn.nn._draws import randint
+from torch_intnn.nn.activations import INT_MAX, SLOPE_ONE, IntActivation
 from torch_intnn.ops._checks import check_integer
 from torch_intnn.ops import fused
 from torch_intnn.ops.rounding import div_trunc, div_trunc_sat8
@@ -57,7 +58,7 @@ class NitroScaling(nn.Module):
         return f"s = clamp(T(z / {self.scale_factor}), -127, 127) -> int8; backward identity"
 
 
-class NitroReLU(nn.Module):
+class NitroReLU(IntActivation):
     """NITRO-ReLU: a mean-shifted leaky ReLU with slope ``1/k`` on int8 (nitro_d.md sec. 3).
 
     forward, on the scaling output ``s`` in [-127, 127]::
@@ -67,6 +68,10 @@ class NitroReLU(nn.Module):
     backward, with the kept input ``s``: ``g_s = T(g_y / q(s))``, where ``q = 1`` for ``0 <= s < 127``,
     ``q = k`` for ``s < 0`` (negative saturation at -127 is *not* zeroed, as in the paper) and the gradient is
     0 for ``s >= 127`` (the paper divides by INT32_MAX, which is 0 for every int32 but +-INT32_MAX).
+
+    The derivative protocol of :class:`~torch_intnn.nn.activations.IntActivation`, on the kept input ``s``:
+    ``inv_slope`` G is 1, ``k`` and ``INT_MAX`` on those three pieces, ``slope`` 8, ``round(8 / k)`` and 0
+    eighths; ``backward`` is the one-pass form of ``T(g / G)`` above (equal to it for ``|g| < INT_MAX``).
 
     Args:
         k: inverse of the negative slope.
@@ -85,14 +90,13 @@ class NitroReLU(nn.Module):
         if k < 1 or not 0 <= shift <= 127 - 127 // k:
             raise ValueError(f"NitroReLU needs k >= 1 and 0 <= shift <= {127 - 127 // k}, got k={k}, shift={shift}")
         self.k, self.shift = k, shift
-        self.input: torch.Tensor | None = None
         self._tables: dict[tuple, torch.Tensor] = {}
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         check_integer(s, "NitroReLU input")
         if s.dtype != torch.int8:
             raise TypeError(f"NitroReLU expects the int8 output of NitroScaling, got dtype {s.dtype}")
-        self.input = s if self.training else None
+        self._keep(s)
         if fused.runs_on(s):  # one pass: the formula below, tabulated for the 256 int8 values
             return fused.lookup8(s, self._table(s.device))
         return self._formula(s)
@@ -110,16 +114,24 @@ class NitroReLU(nn.Module):
             self._tables[key] = self._formula(torch.arange(-128, 128, dtype=torch.int16, device=device).to(torch.int8))
         return self._tables[key]
 
-    def backward(self, grad: torch.Tensor, s: torch.Tensor | None = None) -> torch.Tensor:
+    def _state_of(self, s: torch.Tensor) -> torch.Tensor:
+        return s
+
+    def _inv_slope_of(self, s: torch.Tensor) -> torch.Tensor:
+        return torch.where(s < 0, self.k, 1).masked_fill(s >= 127, INT_MAX).to(torch.int32)
+
+    def _slope_of(self, s: torch.Tensor) -> torch.Tensor:
+        slope = (2 * SLOPE_ONE + self.k) // (2 * self.k)  # round(8 / k), a Python int
+        return torch.where(s < 0, slope, SLOPE_ONE).masked_fill(s >= 127, 0).to(torch.int32)
+
+    def backward(self, grad: torch.Tensor, at: torch.Tensor | None = None) -> torch.Tensor:
         """``T(grad / q(s))`` (see the class docstring), element-wise.
 
-        ``s`` defaults to the input kept by the last training-mode forward; a caller whose gradient is zero
-        outside a few positions (a max-pooled head) may pass ``grad`` and ``s`` at those positions only.
+        ``at`` (the values of ``s``) defaults to the input kept by the last training-mode forward; a caller whose
+        gradient is zero outside a few positions (a max-pooled head) may pass ``grad`` and ``s`` at those
+        positions only.
         """
-        if s is None:
-            s = self.input
-        if s is None:
-            raise RuntimeError("NitroReLU.backward needs a training-mode forward pass first")
+        s = self._kept() if at is None else at
         check_integer(grad, "NitroReLU grad")
         if s.shape != grad.shape:
             raise ValueError(f"NitroReLU.backward: grad {tuple(grad.shape)} and input {tuple(s.shape)} differ")

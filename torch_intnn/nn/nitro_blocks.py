@@ -5,9 +5,10 @@ owns a learning *head* ``[MaxPool (kh, kw)] -> flatten -> Linear(d -> classes) -
 that turns the block's output into class scores for the block's own loss. Error flows from the head into the
 block's forward layer and stops there: no block ever computes a gradient for its input.
 
-The products go through :func:`torch_intnn.ops.int_matmul` / :func:`torch_intnn.ops.conv2d` with the tightest
-width the current values provably fit (:func:`value_bits`): int8 activations take one int8 limb, int32 weights
-within 16 bits take two, and results stay int32 whenever the widths prove it. Exact either way.
+The products and gradients go through the layers' own methods (``IntLinear`` / ``IntConv2d`` forward,
+``weight_grad``, ``input_grad``), built with ``narrow=True``: their weights declare the tightest width the current
+values provably fit (:func:`~torch_intnn.ops._checks.value_bits`), so int8 activations take one int8 limb, int32
+weights within 16 bits take two, and results stay int32 whenever the widths prove it. Exact either way.
 """
 
 from __future__ import annotations
@@ -20,13 +21,11 @@ from torch import nn
 from torch_intnn.nn.conv import IntConv2d
 from torch_intnn.nn.linear import IntLinear
 from torch_intnn.nn.nitro import NitroReLU, NitroScaling
-from torch_intnn.ops import conv as conv_ops
-from torch_intnn.ops._checks import holds_values, memory_order
+from torch_intnn.ops._checks import value_bits
 from torch_intnn.ops.backend import Backend
 from torch_intnn.ops.pool import max_pool2d
-from torch_intnn.ops.matmul import int_matmul
 
-__all__ = ["pool_to_d", "value_bits", "NitroHead", "NitroLinearBlock", "NitroConvBlock"]
+__all__ = ["pool_to_d", "NitroHead", "NitroLinearBlock", "NitroConvBlock"]
 
 
 def pool_to_d(channels: int, height: int, width: int, d: int) -> tuple[int, int]:
@@ -46,20 +45,6 @@ def pool_to_d(channels: int, height: int, width: int, d: int) -> tuple[int, int]
             kw *= 2
         turn_h = not turn_h
     return kh, kw
-
-
-def value_bits(t: torch.Tensor, declared: int) -> int:
-    """The smallest signed width (2..``declared``) holding every value of ``t``; ``declared`` while compiling
-    and where ``t`` holds no values.
-
-    Declaring it to :func:`int_matmul` is exact (the kernel checks it in eager mode) and saves limbs and int64
-    results when the values are small (fresh weights, small errors).
-    """
-    if torch.compiler.is_compiling() or t.numel() == 0 or not holds_values(t):
-        return declared
-    lo, hi = torch.aminmax(memory_order(t))
-    top = max(int(hi), -int(lo) - 1, 1)
-    return min(declared, top.bit_length() + 1)
 
 
 class NitroHead(nn.Module):
@@ -100,9 +85,8 @@ class NitroHead(nn.Module):
             d = math.prod(in_shape)
         self.d = d
         self.linear = IntLinear(d, num_classes, bias=False, input_bits=input_bits, generator=generator,
-                                backend=backend)
+                                backend=backend, narrow=True)
         self.scaling = NitroScaling(256 * d)
-        self._features: torch.Tensor | None = None
         self._where: torch.Tensor | None = None
 
     @property
@@ -119,25 +103,17 @@ class NitroHead(nn.Module):
                 p = max_pool2d(h, self.kernel, ceil_mode=True)
         else:
             p = h
-        p = p.reshape(p.shape[0], -1)  # (N, d), features in (C, H_out, W_out) order
-        w = self.linear.weight
-        z = int_matmul(p, w.T, a_bits=self.input_bits, b_bits=value_bits(w, self.linear.weight_bits),
-                       backend=self.linear.backend)
-        self._features = p if self.training else None
+        p = p.reshape(p.shape[0], -1)  # (N, d), features in (C, H_out, W_out) order; kept by the linear layer
         self._where = where  # (N, d) NHWC offsets of the maxima (training only)
-        return self.scaling(z)
+        return self.scaling(self.linear(p))
 
     def backward(self, delta: torch.Tensor, input_grad: bool = True):
         """Weight gradient ``delta^T p`` and, if asked, the gradient ``delta W`` at the pooled features p."""
-        if self._features is None:
+        if self.linear.input is None:
             raise RuntimeError("NitroHead.backward needs a training-mode forward pass first")
-        p, self._features = self._features, None
-        grad_w = int_matmul(delta.T, p, a_bits=8, b_bits=self.input_bits, backend=self.linear.backend)  # (classes, d)
-        if not input_grad:
-            return grad_w, None
-        w = self.linear.weight
-        return grad_w, int_matmul(delta, w, a_bits=8, b_bits=value_bits(w, self.linear.weight_bits),  # (N, d)
-                                  backend=self.linear.backend)
+        grad_w = self.linear.weight_grad(delta, 8)  # (classes, d)
+        self.linear.clear_kept()
+        return grad_w, self.linear.input_grad(delta, 8) if input_grad else None  # (N, d)
 
     def select(self, x: torch.Tensor) -> torch.Tensor:
         """Values of ``x`` (N, *in_shape), e.g. the block's pre-activation, where the last pooling took its maxima.
@@ -172,7 +148,7 @@ class NitroHead(nn.Module):
 
 
 class _NitroBlock(nn.Module):
-    """Shared machinery: forward with caches, the block-local backward, and the gradient of the forward layer."""
+    """Shared machinery: the forward, which keeps its output for the head, and the block-local backward."""
 
     layer: IntLinear | IntConv2d
     head: NitroHead
@@ -183,23 +159,11 @@ class _NitroBlock(nn.Module):
         self.scaling = NitroScaling(256 * fan_in)
         self.act = NitroReLU(k)
         self.head = head
-        self.input: torch.Tensor | None = None
         self.output: torch.Tensor | None = None
-        self._columns: torch.Tensor | None = None  # a conv block's im2col of its input (training only)
-
-    def extra_repr(self) -> str:
-        return "products at the tightest width the current values fit (value_bits): int32 sums when provable"
-
-    def _affine(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _weight_grad(self, grad_z: torch.Tensor, grad_bits: int) -> torch.Tensor:
-        """The forward layer's weight gradient from ``grad_z``, whose values fit ``grad_bits`` signed bits."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.scaling(self._affine(x)))
-        self.input, self.output = (x, h) if self.training else (None, None)
+        h = self.act(self.scaling(self.layer(x)))  # the layer keeps x (and a conv its columns) in training
+        self.output = h if self.training else None
         return h
 
     def backward(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,10 +174,10 @@ class _NitroBlock(nn.Module):
         layer's ``G = g_z^T x`` (Linear) or its convolution analogue. The head must have run on ``self.output``.
         The ReLU backward maps 0 to 0 element-wise, so it runs on the d pooled positions before unpooling.
         """
-        if self.input is None:
+        if self.output is None:
             raise RuntimeError(f"{type(self).__name__}.backward needs a training-mode forward pass first")
         grad_head, grad_p = self.head.backward(delta)
-        grad_p = self.act.backward(grad_p, self.head.select(self.act.input))
+        grad_p = self.act.backward(grad_p, at=self.head.select(self.act.kept))
         grad_bits = value_bits(grad_p, 32)  # unpooling adds only zeros: measured on the d pooled positions
         if grad_bits <= 16:  # held in int8 or int16 and declared as wide, so no product re-measures the values
             dtype = torch.int8 if grad_bits <= 8 else torch.int16
@@ -221,8 +185,9 @@ class _NitroBlock(nn.Module):
         else:
             dtype = grad_p.dtype
         grad_z = self.scaling.backward(self.head.scatter(grad_p, dtype))
-        grad_fwd = self._weight_grad(grad_z, grad_bits)
-        self.input = self.output = self.act.input = self._columns = None  # free the caches of this step
+        grad_fwd = self.layer.weight_grad(grad_z, grad_bits)
+        self.layer.clear_kept()  # free the caches of this step
+        self.output = self.act.kept = None
         return grad_head, grad_fwd
 
 
@@ -244,18 +209,9 @@ class NitroLinearBlock(_NitroBlock):
     def __init__(self, in_features: int, out_features: int, num_classes: int = 10, *, input_bits: int = 8,
                  k: int = 4, generator: torch.Generator | None = None, backend: Backend | str = Backend.AUTO) -> None:
         layer = IntLinear(in_features, out_features, bias=False, input_bits=input_bits, generator=generator,
-                          backend=backend)
+                          backend=backend, narrow=True)
         head = NitroHead((out_features,), num_classes, generator=generator, backend=backend)
         super().__init__(layer, head, in_features, k)
-
-    def _affine(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.layer.weight
-        return int_matmul(x, w.T, a_bits=self.layer.input_bits, b_bits=value_bits(w, self.layer.weight_bits),
-                          backend=self.layer.backend)
-
-    def _weight_grad(self, grad_z: torch.Tensor, grad_bits: int) -> torch.Tensor:
-        return int_matmul(grad_z.T, self.input, a_bits=grad_bits, b_bits=self.layer.input_bits,
-                          backend=self.layer.backend)
 
 
 class NitroConvBlock(_NitroBlock):
@@ -278,19 +234,8 @@ class NitroConvBlock(_NitroBlock):
                  d_max: int = 4096, input_bits: int = 8, k: int = 4,
                  generator: torch.Generator | None = None, backend: Backend | str = Backend.AUTO) -> None:
         layer = IntConv2d(in_channels, out_channels, 3, 1, bias=False, input_bits=input_bits, generator=generator,
-                          backend=backend)
+                          backend=backend, narrow=True)
         head = NitroHead((out_channels, *size), num_classes, d_max, generator=generator, backend=backend)
         super().__init__(layer, head, 9 * in_channels, k)
         kh, kw = self.head.kernel
         self.positions_per_unit = max(1, size[0] * size[1] // (kh * kw))
-
-    def _affine(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.layer.weight
-        cols = conv_ops.im2col(x, 3, 1)  # built once: the weight gradient reads the same columns
-        self._columns = cols if self.training else None
-        return conv_ops.conv2d(x, w, 1, x_bits=self.layer.input_bits, w_bits=value_bits(w, self.layer.weight_bits),
-                               columns=cols, backend=self.layer.backend)
-
-    def _weight_grad(self, grad_z: torch.Tensor, grad_bits: int) -> torch.Tensor:
-        return conv_ops.conv2d_weight(self.input, grad_z, 3, 1, x_bits=self.layer.input_bits, grad_bits=grad_bits,
-                                      columns=self._columns, backend=self.layer.backend)

@@ -103,3 +103,17 @@ def check_fits(t: torch.Tensor, bits: int, what: str) -> None:
             f"{what}: values span [{t_min}, {t_max}], which does not fit the declared {bits}-bit range "
             f"[{lo}, {hi}]; declare a wider width or saturate first"
         )
+
+
+def value_bits(t: torch.Tensor, declared: int) -> int:
+    """The smallest signed width (2..``declared``) holding every value of ``t``; ``declared`` while compiling
+    and where ``t`` holds no values (:func:`holds_values`).
+
+    Declaring it to :func:`~torch_intnn.ops.int_matmul` is exact (the kernel checks it in eager mode) and saves
+    limbs and int64 results when the values are small (fresh weights, small errors).
+    """
+    if torch.compiler.is_compiling() or t.numel() == 0 or not holds_values(t):
+        return declared
+    lo, hi = torch.aminmax(memory_order(t))
+    top = max(int(hi), -int(lo) - 1, 1)
+    return min(declared, top.bit_length() + 1)
