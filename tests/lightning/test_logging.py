@@ -43,3 +43,29 @@ def test_runs_log_the_common_tags_in_the_same_units(fake_root, tmp_path, kind):
     histograms = events.Tags()["histograms"]
     assert histograms and all(t.startswith("weights/") and t.endswith(("weight", "bias")) for t in histograms), histograms
     assert not any("table" in t or "input." in t for t in histograms)  # trained weights only
+
+
+@pytest.mark.parametrize("model, rule", [("pocketnn_mlp_mnist", "dfa"), ("nitro_mlp1", "nitro")])
+def test_saturated_activations_are_logged_as_the_fraction_of_the_rules_units(fake_root, tmp_path, model, rule):
+    """train/saturated is the epoch's saturated count over the activation values it counts among (the rule's
+    ``units``), a fraction in [0, 1]; ``units`` itself is not logged."""
+    import torch
+
+    module = IntegerClassifier(model, rule=rule, rule_args={"lr_inv": 64})
+    counts = []
+    step = module.rule.train_step
+
+    def recording_step(x, y, opt):
+        stats = step(x, y, opt)
+        counts.append((int(stats["saturated"]), int(stats["units"])))
+        return stats
+
+    module.rule.train_step = recording_step
+    events = _fit(module, fake_root, tmp_path, epochs=1)
+    assert "train/units" not in events.Tags()["scalars"]
+    (logged,) = _values(events, "train/saturated")
+    saturated, units = (sum(c) for c in zip(*counts))
+    hidden = sum(lin.out_features for lin in module.net.linears[:-1]) if rule == "dfa" else sum(
+        b.layer.out_features for b in module.net.blocks)
+    assert units == len(counts) * 50 * hidden  # 4 batches of 50 images, every hidden activation value
+    assert 0 < saturated < units and logged == pytest.approx(saturated / units)

@@ -202,8 +202,9 @@ class DirectFeedback(LearningRule):
 
     def _step(self, x: torch.Tensor, y: torch.Tensor, optimizer: IntegerSGD) -> dict[str, torch.Tensor]:
         """One DFA step on raw uint8 images ``x`` (N, C, H, W) and int64 labels ``y`` (N,); gradients go to
-        ``optimizer.set_grad``. Returns int64 scalars ``loss``, ``correct`` (pre-update) and ``saturated``
-        (hidden activations on a flat piece)."""
+        ``optimizer.set_grad``. Returns int64 scalars ``loss``, ``correct`` (pre-update), ``saturated``
+        (hidden activations on a flat piece) and ``units`` (hidden activation values, what ``saturated`` counts
+        among)."""
         args = self.prepare(x, y)
         grads, stats = self.gradients(*args)
         for p, g in zip(self.parameters_in_order(), grads):
@@ -247,6 +248,7 @@ class DirectFeedback(LearningRule):
         feedback = torch.cat([self.feedback(k) for k in range(len(layers) - 1)], 1)
         g_all = int_matmul(e, feedback, a_bits=self.e_bits, b_bits=_bits(max(self.bounds)))  # K = classes: small
         saturated = torch.zeros((), dtype=torch.int64, device=x.device)
+        units = x.shape[0] * sum(lin.out_features for lin, _ in layers[:-1])
         grads = []
         start = 0
         for k, (lin, act) in enumerate(layers):
@@ -272,7 +274,9 @@ class DirectFeedback(LearningRule):
             grads.append(grad_w)
             if lin.bias is not None:
                 grads.append(self._bias_grad(k, delta))
-        return grads, {"loss": loss, "correct": correct, "saturated": saturated}
+        stats = {"loss": loss, "correct": correct, "saturated": saturated,
+                 "units": torch.full((), units, dtype=torch.int64, device=x.device)}
+        return grads, stats
 
 
 @register_rule("dfa_faithful")

@@ -161,7 +161,8 @@ class NitroRule(LearningRule):
         Returns:
             int64 scalars: ``loss`` (output-layer RSS, summed over the batch), ``correct`` (pre-update
             predictions of the model: the output layer, or the sum of all heads for an ensemble), ``local_loss``
-            (sum of the heads' RSS) and ``saturated`` (block scaling outputs at +-127).
+            (sum of the heads' RSS), ``saturated`` (block scaling outputs at +-127) and ``units`` (block scaling
+            outputs, what ``saturated`` counts among).
         """
         self.model.train()
         generator = self.step_generator()
@@ -201,8 +202,10 @@ class NitroRule(LearningRule):
         saturated = torch.zeros((), dtype=torch.int64, device=x.device)
         ensemble = out.to(torch.int16) if getattr(model, "ensemble", False) else None
         block_grads = []
+        units = 0
         for block in reversed(model.blocks):
             saturated = saturated + count_saturated8(block.act.kept)
+            units += block.act.kept.numel()
             y_hat = block.head(block.output)
             if ensemble is not None:  # the model predicts with the sum of all heads (NitroNet ensemble=True)
                 ensemble = ensemble + y_hat.to(torch.int16)
@@ -211,7 +214,8 @@ class NitroRule(LearningRule):
             grad_head, grad_fwd = block.backward(delta_b)
             block_grads = [grad_fwd, grad_head] + block_grads
         correct = ((out if ensemble is None else ensemble).argmax(1) == y).sum()
-        stats = {"loss": loss, "correct": correct, "local_loss": local, "saturated": saturated}
+        stats = {"loss": loss, "correct": correct, "local_loss": local, "saturated": saturated,
+                 "units": torch.full((), units, dtype=torch.int64, device=x.device)}
         return block_grads + [grad_out], stats
 
     def on_validation_end(self, correct: int, total: int, optimizer: IntegerSGD) -> None:

@@ -8,7 +8,8 @@ wrapper, which finds nothing left to apply but counts the step (``max_steps``, s
 Logged: the tags every run logs (:mod:`torch_intnn.lightning._logging`: accuracies, ``train/loss`` in nats
 for DFA, ``train/lr``, histograms of the trained weights, ``hp_metric``), plus ``train/step_loss`` per step,
 ``train/lr_inv``, ``train/weight_saturated`` (the fraction of weight values saturated per update, over all
-weights and per weight as ``train/weight_saturated/NAME``) and the rule's counters such as ``train/saturated``.
+weights and per weight as ``train/weight_saturated/NAME``), ``train/saturated`` (the fraction of the rule's
+activation values that saturated: its ``saturated`` count over its ``units``) and the rule's other counters.
 """
 
 from __future__ import annotations
@@ -162,7 +163,9 @@ class IntegerClassifier(RunLogging, pl.LightningModule):
         opt = self.optimizers().optimizer
         self._log_train(int(counts["correct"]) / seen, int(counts["loss"]) / self.rule.loss_unit / seen)
         for key, value in counts.items():
-            if key not in ("seen", "correct", "loss"):
+            if key == "saturated" and "units" in counts:
+                self.log("train/saturated", int(value) / max(int(counts["units"]), 1))
+            elif key not in ("seen", "correct", "loss", "units"):
                 self.log(f"train/{key}", float(int(value)))
         named = [(opt.names.get(id(p), f"param{i}"), p) for i, p in enumerate(opt.parameters_in_order())]
         self._log_saturation(named, opt.saturated.tolist())
