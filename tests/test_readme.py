@@ -17,7 +17,10 @@ def test_plain_loop_and_drop_in_examples_train_and_print_accuracy(fake_root, mon
     scope: dict = {}
     exec(compile(_block("plain-loop"), "README.md", "exec"), scope)
     exec(compile(_block("drop-in"), "README.md", "exec"), scope)  # it reuses the first block's data
+    exec(compile(_block("nitro-sequential"), "README.md", "exec"), scope)
     out = capsys.readouterr().out
     accuracy = float(re.search(r"^test accuracy ([\d.]+)%", out, re.M).group(1))
     drop_in = float(re.search(r"drop-in test accuracy ([\d.]+)%", out).group(1))
-    assert accuracy > 50.0 and drop_in > 50.0, out  # synthetic bars are easy; an untrained model scores about 10%
+    nitro = float(re.search(r"nitro sequential test accuracy ([\d.]+)%", out).group(1))
+    # synthetic bars are easy; an untrained model scores about 10%
+    assert accuracy > 50.0 and drop_in > 50.0 and nitro > 50.0, out

@@ -220,3 +220,50 @@ def test_compiled_cnn_step_matches_eager_across_a_schedule_change():
 def test_inductor_compiled_cnn_step_is_bit_identical_to_eager():
     _compare_compiled("inductor", steps=3, make=_cnn_with_every_random_draw, residuals=7, milestone=1,
                       residual=True, rounding="floor", lr_milestones=[1])
+
+
+def _as_sequential(model):
+    """A plain nn.Sequential of ``model``'s modules, in the NitroNet layout."""
+    from torch import nn
+
+    return nn.Sequential(model.augment, model.standardize, *model.stages, model.output)
+
+
+@pytest.mark.parametrize("name, options, shape", [
+    ("nitro_mlp2", dict(augment=True, dropout_pct=10), (1, 28, 28)),  # crops, flips, dropout between blocks
+    ("nitro_small_cnn", dict(width_div=8, dropout_pct=10, ensemble=False), (3, 32, 32)),  # convs, pools, flatten
+])
+def test_the_rule_trains_a_plain_sequential_bit_for_bit_as_the_nitronet(name, options, shape):
+    x, y = _batch(8, shape, seed=2)
+    runs = []
+    for as_sequential in (False, True):
+        model = create_model(name, seed=1, **options)
+        model.fit_input(x)
+        net = _as_sequential(model) if as_sequential else model
+        rule = create_rule("nitro", net, seed=5, lr_inv=64)
+        opt = rule.configure_optimizer()
+        stats = [rule.train_step(x, y, opt) for _ in range(3)]
+        rule.model.eval()
+        runs.append((model, stats, rule.predict(x)))
+    (a, stats_a, pred_a), (b, stats_b, pred_b) = runs
+    assert [{k: int(v) for k, v in s.items()} for s in stats_a] == [{k: int(v) for k, v in s.items()} for s in stats_b]
+    state_a, state_b = a.state_dict(), b.state_dict()
+    assert state_a.keys() == state_b.keys() and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert torch.equal(pred_a, pred_b)
+    assert not torch.equal(state_b["output.linear.weight"], create_model(name, seed=1, **options).output.linear.weight)
+
+
+def test_a_sequential_the_rule_cannot_train_is_refused_naming_the_module():
+    from torch import nn
+
+    from torch_intnn.nn import IntLinear, NitroStandardize
+
+    model = create_model("nitro_mlp1", seed=0)
+    with pytest.raises(TypeError, match="cannot train through IntLinear '1'"):
+        create_rule("nitro", nn.Sequential(model.standardize, IntLinear(784, 10), *model.stages, model.output))
+    with pytest.raises(TypeError, match="ends with a NitroHead"):
+        create_rule("nitro", nn.Sequential(model.standardize, *model.stages))
+    with pytest.raises(TypeError, match="starts with NitroStandardize"):
+        create_rule("nitro", nn.Sequential(*model.stages, model.output))
+    with pytest.raises(TypeError, match="at least one NitroLinearBlock"):
+        create_rule("nitro", nn.Sequential(NitroStandardize(1, flatten=True), model.output))

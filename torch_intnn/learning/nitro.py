@@ -19,11 +19,13 @@ twice (quirk 6). The per-conv amplification is selectable (``conv_amp``).
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from torch_intnn.learning.base import LearningRule, register_rule
 from torch_intnn.learning.schedule import PlateauSchedule
 from torch_intnn.learning.sgd import IntegerSGD
 from torch_intnn.nn._draws import DrawRecorder
+from torch_intnn.nn.nitro_net import NitroNet
 from torch_intnn.ops._checks import check_int_arg
 from torch_intnn.ops.rounding import count_saturated8, saturate
 
@@ -51,7 +53,9 @@ class NitroRule(LearningRule):
     """NITRO-D local-loss learning with IntegerSGD and a validation-driven plateau schedule.
 
     Args:
-        model: a :class:`~torch_intnn.models.nitro.NitroNet` (any ``nitro_*`` registered model).
+        model: a :class:`~torch_intnn.nn.NitroNet` (any ``nitro_*`` registered model), or a plain
+            ``nn.Sequential`` of NITRO-D modules laid out as one (:meth:`~torch_intnn.nn.NitroNet.from_sequential`
+            reads it; the rule trains its modules).
         seed: seed of the rule's randomness (augmentation, dropout); mixed with the step counter each step.
         lr_inv: IntegerSGD learning-rate divisor (512 in every paper run).
         fwd_amp: amplification of the forward layers (640 = 2**6 * num_classes); heads and output layer use 1.
@@ -94,6 +98,8 @@ class NitroRule(LearningRule):
         stop_start: int = 30,
         lr_milestones: tuple[int, ...] | list[int] = (),
     ) -> None:
+        if isinstance(model, nn.Sequential):  # a plain Sequential of the package's NITRO-D modules
+            model = NitroNet.from_sequential(model)
         super().__init__(model, seed, lr_inv)
         for what, value, lo, hi in (
             ("fwd_amp", fwd_amp, 1, None),
@@ -109,7 +115,8 @@ class NitroRule(LearningRule):
         if conv_amp not in ("reference", "paper"):
             raise ValueError(f"conv_amp must be 'reference' (640 for every conv) or 'paper', got {conv_amp!r}")
         if not hasattr(model, "blocks") or not hasattr(model, "output"):
-            raise TypeError(f"the nitro rule needs a NitroNet (a nitro_* model), got {type(model).__name__}")
+            raise TypeError(f"the nitro rule needs a NitroNet (a nitro_* model) or an nn.Sequential of NITRO-D "
+                            f"modules (NitroNet.from_sequential), got {type(model).__name__}")
         self.fwd_amp, self.conv_amp = fwd_amp, conv_amp
         self.fwd_decay_inv, self.head_decay_inv, self.target = fwd_decay_inv, head_decay_inv, target
         self.rounding, self.residual, self.weight_bits = rounding, residual, weight_bits

@@ -22,8 +22,9 @@ from torch import nn
 from torch_intnn.data import dataset_info
 from torch_intnn.models._registry import register_model
 from torch_intnn.nn.nitro import IntDropout
-from torch_intnn.nn.nitro_blocks import NitroConvBlock, NitroHead, NitroLinearBlock, _NitroBlock
+from torch_intnn.nn.nitro_blocks import NitroConvBlock, NitroHead, NitroLinearBlock
 from torch_intnn.nn.nitro_input import IntRandomCropFlip, NitroStandardize
+from torch_intnn.nn.nitro_net import NitroNet
 from torch_intnn.nn.pool import IntFlatten, IntMaxPool2d
 
 __all__ = ["NitroNet", "build_nitro_mlp", "build_nitro_cnn", "VGG8B", "VGG11B", "SMALL_CNN", "nitro_mlp1", "nitro_mlp2",
@@ -40,52 +41,6 @@ VGG11B = (128, 128, 128, 256, "P", 256, 512, "P", 512, 512, "P", 512, "P")
 SMALL_CNN = (32, 64, "P", 64, 128, "P", 128, "P", 128, "P")
 
 _RELU_MAX = 91  # largest NITRO-ReLU output (k = 4): what a dropout after a block can receive
-
-
-class NitroNet(nn.Module):
-    """A NITRO-D network: augmentation, standardisation, ``stages``, output layer (see the module docstring).
-
-    ``forward(x, generator=None)``: x (N, C, H, W) uint8 -> int8 scores (N, num_classes) of the output layer. In
-    training mode the augmentation and dropouts draw from ``generator`` (the rule passes one seeded from its seed
-    and step counter) and every block keeps what its local backward needs.
-
-    With ``ensemble=True`` the eval-mode scores are the int16 sum of every learning head's int8 scores and the
-    output layer's: the heads are trained anyway, and early heads learn faster than the output layer, which
-    sits at the end of a chain of greedily trained blocks (the paper notes that heads 5-6 of VGG8B beat the
-    output layer on Fashion-MNIST, nitro_d.md sec. 10). Training-mode forward is unchanged.
-    """
-
-    def __init__(self, augment: IntRandomCropFlip, standardize: NitroStandardize, stages: Sequence[nn.Module],
-                 output: NitroHead, ensemble: bool = False) -> None:
-        super().__init__()
-        self.augment, self.standardize = augment, standardize
-        self.stages = nn.ModuleList(stages)
-        self.output = output
-        self.ensemble = ensemble
-
-    @property
-    def blocks(self) -> list[_NitroBlock]:
-        """The local-loss blocks, in forward order."""
-        return [m for m in self.stages if isinstance(m, _NitroBlock)]
-
-    def fit_input(self, images: torch.Tensor) -> None:
-        """Integer standardisation statistics from the training images (N, C, H, W) uint8."""
-        self.standardize.fit(images)
-
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        x = self.standardize(self.augment(x, generator))
-        summed = self.ensemble and not self.training
-        total = None
-        for stage in self.stages:
-            x = stage(x, generator) if isinstance(stage, IntDropout) else stage(x)
-            if summed and isinstance(stage, _NitroBlock):
-                scores = stage.head(x).to(torch.int16)
-                total = scores if total is None else total + scores
-        out = self.output(x)
-        return out if total is None else total + out.to(torch.int16)
-
-    def extra_repr(self) -> str:
-        return "eval scores: sum of all heads and the output layer (int16)" if self.ensemble else ""
 
 
 def _augment(dataset: str, augment: bool) -> IntRandomCropFlip:
