@@ -36,17 +36,22 @@ def _cnn_recipes():
 @pytest.mark.parametrize("rule", ["bp", "les"])
 def test_every_cnn_recipe_has_float_twins_on_the_same_data_and_budget(rule):
     """recipes/X.yaml (an integer CNN) has X_float_bp.yaml and X_float_les.yaml: the integer model's float twin,
-    the same DataModule, batch size, validation split and time budget."""
+    the same DataModule, batch size, validation split and time budget, and for LES the same local loss. A recipe
+    that changes only the local loss (X_predsim.yaml) shares X's backprop twin."""
     import yaml
 
     pairs = list(_cnn_recipes())
     assert len(pairs) >= 8
     for recipe, config in pairs:
-        twin_path = recipe.with_name(f"{recipe.stem}_float_{rule}.yaml")
+        local_loss = config["model"]["init_args"]["rule"]["init_args"].get("local_loss", "pred")
+        stem = recipe.stem.removesuffix(f"_{local_loss}") if rule == "bp" else recipe.stem
+        twin_path = recipe.with_name(f"{stem}_float_{rule}.yaml")
         assert twin_path.exists(), f"{recipe.name} has no float-{rule} twin recipe"
         twin = yaml.safe_load(twin_path.read_text())
         assert twin["model"]["init_args"]["model"] == config["model"]["init_args"]["model"] + "_float"
         assert twin["model"]["init_args"]["rule"] == rule
+        if rule == "les":
+            assert twin["model"]["init_args"].get("les_loss", "pred") == local_loss, twin_path.name
         assert twin["data"] == config["data"], twin_path.name
         assert twin["trainer"].get("max_time") == config["trainer"].get("max_time"), twin_path.name
         if "small" in recipe.stem:  # the twin builds, with its heads (VGG twins: test_float_twins builds them)

@@ -140,3 +140,32 @@ def test_cnn_twin_augments_like_its_integer_model_and_drops_out_where_it_does():
     plain = create_model("nitro_small_cnn_float", seed=0)
     assert (plain.crop_padding, plain.flip) == (0, False) and sum(p.numel() for p in plain.parameters()) == \
         sum(p.numel() for p in twin.parameters())
+
+
+@pytest.mark.parametrize("les_loss", ["sim", "predsim"])
+def test_float_les_similarity_losses_train_the_blocks_and_sim_keeps_the_heads_cross_entropy_local(les_loss):
+    from torch_intnn.lightning import FloatClassifier
+    from torch_intnn.lightning.float_module import _similarity
+
+    # the similarity of one-hot labels by hand: 1 within a class, -1/9 across (centred one-hot vectors)
+    s = _similarity(torch.nn.functional.one_hot(torch.tensor([0, 0, 3]), 10).float())
+    assert torch.allclose(s, torch.tensor([[1, 1, -1 / 9], [1, 1, -1 / 9], [-1 / 9, -1 / 9, 1]]), atol=1e-6)
+    torch.manual_seed(0)
+    module = FloatClassifier("nitro_small_cnn_float", rule="les", les_loss=les_loss)
+    x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    y = torch.arange(8) % 10
+    module._reset("train")
+    module.training_step((x, y), 0).backward()
+    conv = module.net.blocks[0][0]
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+    head = module.heads[0][-1]
+    assert head.weight.grad.abs().sum() > 0  # the head learns its cross-entropy in both modes
+    if les_loss == "sim":  # ... which does not reach the block: its gradient is the similarity loss's alone
+        conv_grad = conv.weight.grad.clone()
+        module.zero_grad()
+        h = module.net.features(x, detach_between=True)[0]
+        torch.nn.functional.mse_loss(_similarity(module.heads[0][:-1](h)), _similarity(
+            torch.nn.functional.one_hot(y, 10).float())).backward()
+        assert torch.allclose(conv.weight.grad, conv_grad, rtol=1e-4, atol=1e-7)
+    with pytest.raises(ValueError, match="les_loss"):
+        FloatClassifier("nitro_small_cnn_float", rule="les", les_loss="simpred")

@@ -24,10 +24,11 @@ from torch import nn
 from torch_intnn.learning.base import LearningRule, register_rule
 from torch_intnn.learning.schedule import PlateauSchedule
 from torch_intnn.learning.sgd import IntegerSGD
+from torch_intnn.learning.similarity import scale_like, sim_loss
 from torch_intnn.nn._draws import DrawRecorder
 from torch_intnn.nn.nitro_net import NitroNet
 from torch_intnn.ops._checks import check_int_arg
-from torch_intnn.ops.rounding import count_saturated8, saturate
+from torch_intnn.ops.rounding import count_saturated8, div_round, saturate
 
 __all__ = ["NitroRule", "nitro_targets", "rss_loss"]
 
@@ -74,6 +75,12 @@ class NitroRule(LearningRule):
             fixed epoch budget (the plateau rule needs tens of epochs to act). Combined with plateau decays:
             ``lr_inv = base * 3 ** (milestones passed + plateau decays)``, recomputed (not accumulated), so a
             resumed run, even one resumed mid-epoch, gets the same value.
+        local_loss: what trains each block: ``"pred"`` (the paper's: its head's RSS error), ``"sim"`` (the integer
+            similarity-matching loss of :mod:`torch_intnn.learning.similarity` at the head's pooled input; the
+            head still learns from its RSS) or ``"predsim"`` (both: the similarity gradient scaled to
+            ``sim_weight`` times the prediction gradient's mean magnitude in each block and batch, then added).
+        sim_weight: ``(numerator, denominator)``, the similarity gradient's integer weight (see ``local_loss``;
+            for ``"sim"`` a plain factor on its ``2**16 dL/dp`` units).
     """
 
     def __init__(
@@ -97,6 +104,8 @@ class NitroRule(LearningRule):
         stop_patience: int = 35,
         stop_start: int = 30,
         lr_milestones: tuple[int, ...] | list[int] = (),
+        local_loss: str = "pred",
+        sim_weight: tuple[int, int] | list[int] = (1, 1),
     ) -> None:
         if isinstance(model, nn.Sequential):  # a plain Sequential of the package's NITRO-D modules
             model = NitroNet.from_sequential(model)
@@ -112,6 +121,11 @@ class NitroRule(LearningRule):
             check_int_arg(f"nitro rule {what}", value, lo, hi)
         if rounding not in ("trunc", "floor", "round"):
             raise ValueError(f"nitro rule rounding must be 'trunc', 'floor' or 'round', got {rounding!r}")
+        if local_loss not in ("pred", "sim", "predsim"):
+            raise ValueError(f"nitro rule local_loss must be 'pred', 'sim' or 'predsim', got {local_loss!r}")
+        if len(sim_weight) != 2 or min(sim_weight) < 1:
+            raise ValueError(f"nitro rule sim_weight must be two positive ints (numerator, denominator), got "
+                             f"{sim_weight!r}")
         if conv_amp not in ("reference", "paper"):
             raise ValueError(f"conv_amp must be 'reference' (640 for every conv) or 'paper', got {conv_amp!r}")
         if not hasattr(model, "blocks") or not hasattr(model, "output"):
@@ -122,6 +136,7 @@ class NitroRule(LearningRule):
         self.rounding, self.residual, self.weight_bits = rounding, residual, weight_bits
         self.register_buffer("epoch", torch.zeros((), dtype=torch.int64))  # the plateau schedule's epoch
         self.lr_milestones = tuple(sorted(lr_milestones))
+        self.local_loss, self.sim_weight = local_loss, tuple(int(w) for w in sim_weight)
         self._draw_plan: list[tuple] | None = None  # the forward's random draws, for a compiled step
         self.schedule = PlateauSchedule(3, plateau_patience, plateau_start, min_delta_bp, stop_patience, stop_start) \
             if plateau else None
@@ -207,6 +222,7 @@ class NitroRule(LearningRule):
         grad_out, _ = model.output.backward(delta, input_grad=False)
         local = torch.zeros((), dtype=torch.int64, device=x.device)
         saturated = torch.zeros((), dtype=torch.int64, device=x.device)
+        sim = torch.zeros((), dtype=torch.int64, device=x.device)
         ensemble = out.to(torch.int16) if getattr(model, "ensemble", False) else None
         block_grads = []
         units = 0
@@ -218,12 +234,28 @@ class NitroRule(LearningRule):
                 ensemble = ensemble + y_hat.to(torch.int16)
             delta_b, loss_b = rss_loss(y_hat, target)
             local = local + loss_b
-            grad_head, grad_fwd = block.backward(delta_b)
+            combine = None
+            if self.local_loss != "pred":  # the similarity loss at the head's (pooled) input
+                g_sim, loss_sim = sim_loss(block.head.linear.input, y, out.shape[1])
+                sim = sim + loss_sim
+                combine = self._combine(g_sim)
+            grad_head, grad_fwd = block.backward(delta_b, combine)
             block_grads = [grad_fwd, grad_head] + block_grads
         correct = ((out if ensemble is None else ensemble).argmax(1) == y).sum()
         stats = {"loss": loss, "correct": correct, "local_loss": local, "saturated": saturated,
                  "units": torch.full((), units, dtype=torch.int64, device=x.device)}
+        if self.local_loss != "pred":
+            stats["sim_loss"] = sim
         return block_grads + [grad_out], stats
+
+    def _combine(self, g_sim: torch.Tensor):
+        """The block's gradient at its pooled features from the prediction gradient ``g_pred`` and the similarity
+        gradient ``g_sim``: ``"sim"``: ``g_sim`` times ``sim_weight``; ``"predsim"``: ``g_pred`` plus ``g_sim``
+        scaled to ``sim_weight`` times ``g_pred``'s mean magnitude (:func:`scale_like`)."""
+        num, den = self.sim_weight
+        if self.local_loss == "sim":
+            return lambda g_pred: div_round(g_sim * num, den)
+        return lambda g_pred: g_pred + scale_like(g_sim, g_pred, num, den)
 
     def on_validation_end(self, correct: int, total: int, optimizer: IntegerSGD) -> None:
         """Plateau schedule on the validation count: ``lr_inv`` x3 after ``plateau_patience`` stalled epochs."""

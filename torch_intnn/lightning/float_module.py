@@ -6,8 +6,12 @@ the learning rule from the arithmetic:
 * ``bp``: ordinary backprop of the cross-entropy through the whole network;
 * ``dfa``: direct feedback alignment: block k receives ``e @ B_k`` with ``e = softmax(out) - onehot(y)`` and a fixed
   random ``B_k`` (a buffer, saved in checkpoints); no gradient crosses blocks;
-* ``les``: local error signals ("pred" loss): each block has a linear head (after average pooling to at most
-  ``les_dim`` features) trained with its own cross-entropy; no gradient crosses blocks.
+* ``les``: local error signals: each block has a linear head (after average pooling to at most ``les_dim``
+  features) trained with its own cross-entropy ("pred"); with ``les_loss`` the block trains instead on the
+  similarity-matching loss of its pooled features ("sim", Nokland and Eidnes' MSE of the cosine-similarity
+  matrices of features and one-hot labels; the head still learns its cross-entropy) or on
+  ``(1 - sim_beta) pred + sim_beta sim`` ("predsim"); no gradient crosses blocks. The integer rule's
+  ``local_loss`` computes the same losses (:mod:`torch_intnn.learning.similarity`).
 
 The output layer always learns from the cross-entropy of its own output. Logged names match
 :class:`~torch_intnn.lightning.IntegerClassifier`: ``train/loss``, ``train/acc``, ``val/acc``, ``test/acc``.
@@ -31,6 +35,15 @@ from torch_intnn.ops._checks import check_int_arg
 __all__ = ["FloatClassifier"]
 
 RULES = ("bp", "dfa", "les")
+LES_LOSSES = ("pred", "sim", "predsim")
+
+
+def _similarity(x: torch.Tensor) -> torch.Tensor:
+    """Cosine similarities of the centred rows of ``x`` (N, ...) flattened: (N, N)."""
+    x = x.flatten(1)
+    x = x - x.mean(1, keepdim=True)
+    x = x / (x.norm(dim=1, keepdim=True) + 1e-8)
+    return x @ x.T
 
 
 class FloatClassifier(RunLogging, pl.LightningModule):
@@ -43,6 +56,8 @@ class FloatClassifier(RunLogging, pl.LightningModule):
         lr: initial learning rate, decayed by a cosine schedule to 0 over ``max_epochs``.
         weight_decay: L2 weight decay.
         les_dim: largest head input of a LES block (average pooling reaches it).
+        les_loss: ``"pred"``, ``"sim"`` or ``"predsim"``: what trains a LES block (module docstring).
+        sim_beta: the similarity loss's weight in ``"predsim"`` (Nokland and Eidnes: 0.99).
         label_smoothing: cross-entropy label smoothing of the backprop loss (``F.cross_entropy``'s argument).
         ema: decay of an exponential moving average of the weights, updated after every optimizer step
             (``torch.optim.swa_utils.AveragedModel``); validation, test and ``forward`` then use the average.
@@ -62,6 +77,8 @@ class FloatClassifier(RunLogging, pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         les_dim: int = 2048,
+        les_loss: str = "pred",
+        sim_beta: float = 0.99,
         label_smoothing: float = 0.0,
         ema: float = 0.0,
         seed: int | None = None,
@@ -70,6 +87,10 @@ class FloatClassifier(RunLogging, pl.LightningModule):
         super().__init__()
         if rule not in RULES:
             raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        if les_loss not in LES_LOSSES:
+            raise ValueError(f"les_loss must be one of {LES_LOSSES}, got {les_loss!r}")
+        if not 0.0 <= sim_beta <= 1.0:
+            raise ValueError(f"sim_beta must be in [0, 1], got {sim_beta!r}")
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         if not 0.0 <= ema < 1.0:
@@ -88,6 +109,7 @@ class FloatClassifier(RunLogging, pl.LightningModule):
         self.net = create_model(model, seed=seed, **(model_args or {}))
         self.rule, self.lr, self.weight_decay, self.opt_name = rule, lr, weight_decay, optimizer
         self.label_smoothing = label_smoothing
+        self.les_loss, self.sim_beta = les_loss, sim_beta
         self.ema_net = None
         if ema:
             self.ema_net = AveragedModel(self.net, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
@@ -151,10 +173,22 @@ class FloatClassifier(RunLogging, pl.LightningModule):
                 signal = (e @ getattr(self, f"feedback_{k}")).view_as(h)
                 total = total + (h * signal).sum()
         elif self.rule == "les":
+            target = _similarity(F.one_hot(y, 10).float()) if self.les_loss != "pred" else None
             for head, h in zip(self.heads, feats):
-                total = total + F.cross_entropy(head(h), y)
+                total = total + self._les_loss(head, h, y, target)
         self._count("train", out, y, loss)
         return total
+
+    def _les_loss(self, head: nn.Module, h: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None):
+        """A LES block's loss (module docstring); the similarity is taken on the head's pooled input."""
+        if self.les_loss == "pred":
+            return F.cross_entropy(head(h), y)
+        pooled = head[:-1](h) if isinstance(head, nn.Sequential) else h  # the pooled, flattened features
+        linear = head[-1] if isinstance(head, nn.Sequential) else head
+        sim = F.mse_loss(_similarity(pooled), target)
+        if self.les_loss == "sim":  # the head learns its cross-entropy without training the block
+            return sim + F.cross_entropy(linear(pooled.detach()), y)
+        return (1 - self.sim_beta) * F.cross_entropy(linear(pooled), y) + self.sim_beta * sim
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.ema_net is not None:

@@ -14,6 +14,7 @@ weights within 16 bits take two, and results stay int32 whenever the widths prov
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -24,6 +25,7 @@ from torch_intnn.nn.nitro import NitroReLU, NitroScaling
 from torch_intnn.ops._checks import value_bits
 from torch_intnn.ops.backend import Backend
 from torch_intnn.ops.pool import max_pool2d
+from torch_intnn.ops.rounding import saturate
 
 __all__ = ["pool_to_d", "NitroHead", "NitroLinearBlock", "NitroConvBlock"]
 
@@ -166,17 +168,24 @@ class _NitroBlock(nn.Module):
         self.output = h if self.training else None
         return h
 
-    def backward(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def backward(self, delta: torch.Tensor, combine: Callable[[torch.Tensor], torch.Tensor] | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """From the head's error ``delta`` (N, classes) int8 to ``(head weight grad, forward weight grad)``.
 
         Follows nitro_d.md sec. 5: ``G_lr = delta^T p``; ``g_p = delta W_lr`` (pre-update ``W_lr``);
         ``g_z = T(unpool(g_p) / q(s))`` (NITRO-ReLU backward; scaling backward is the identity); then the forward
         layer's ``G = g_z^T x`` (Linear) or its convolution analogue. The head must have run on ``self.output``.
         The ReLU backward maps 0 to 0 element-wise, so it runs on the d pooled positions before unpooling.
+
+        ``combine``, if given, maps ``g_p`` (N, d) int32 to the gradient the block trains on (a rule adds another
+        loss's gradient at the pooled features there, the similarity loss); its result is saturated to int32.
+        The head's weight gradient stays the head's own.
         """
         if self.output is None:
             raise RuntimeError(f"{type(self).__name__}.backward needs a training-mode forward pass first")
         grad_head, grad_p = self.head.backward(delta)
+        if combine is not None:
+            grad_p = saturate(combine(grad_p), 32).to(torch.int32)
         grad_p = self.act.backward(grad_p, at=self.head.select(self.act.kept))
         grad_bits = value_bits(grad_p, 32)  # unpooling adds only zeros: measured on the d pooled positions
         if grad_bits <= 16:  # held in int8 or int16 and declared as wide, so no product re-measures the values

@@ -135,6 +135,36 @@ def count_saturated8(s: torch.Tensor) -> torch.Tensor:
     return torch.count_nonzero((flat >= 127) | (flat <= -127))
 
 
+def bit_length(a: torch.Tensor) -> torch.Tensor:
+    """The bit length of each value of a non-negative int64 tensor (0 for 0, ``k + 1`` for ``2**k <= a <
+    2**(k+1)``), as int64: a binary search of six rounds of compares and shifts."""
+    check_integer(a, "bit_length input")
+    rest, length = a.to(torch.int64), torch.zeros_like(a, dtype=torch.int64)
+    for k in (32, 16, 8, 4, 2, 1):
+        high = rest >= (1 << k)
+        rest = torch.where(high, torch.bitwise_right_shift(rest, k), rest)
+        length = length + high * k
+    return length + (rest > 0)
+
+
+def isqrt(a: torch.Tensor) -> torch.Tensor:
+    """``floor(sqrt(a))`` of a non-negative int64 tensor below ``2**62``, element-wise and exact: the digit-by-digit
+    method (one result bit per round, 31 rounds of compares, subtractions and shifts; no division, no float).
+    Values outside ``[0, 2**62)`` raise (eagerly) as the result would be wrong."""
+    check_integer(a, "isqrt input")
+    a = a.to(torch.int64)
+    if not torch.compiler.is_compiling() and a.numel() and (int(a.min()) < 0 or int(a.max()) >= 1 << 62):
+        raise ValueError("isqrt takes values in [0, 2**62)")
+    rest, root = a.clone(), torch.zeros_like(a)
+    for k in range(30, -1, -1):  # bit = 4**k, from the highest below 2**62 down to 1
+        trial = root + (1 << (2 * k))
+        fits = rest >= trial
+        rest = torch.where(fits, rest - trial, rest)
+        root = torch.where(fits, torch.bitwise_right_shift(root, 1) + (1 << (2 * k)),
+                           torch.bitwise_right_shift(root, 1))
+    return root
+
+
 def saturate(a: torch.Tensor, bits: int) -> torch.Tensor:
     """Clamp ``a`` to the symmetric signed range of ``bits`` bits (see :func:`int_range`)."""
     check_integer(a, "saturate input")
