@@ -183,8 +183,9 @@ class NitroRule(LearningRule):
         Returns:
             int64 scalars: ``loss`` (output-layer RSS, summed over the batch), ``correct`` (pre-update
             predictions of the model: the output layer, or the sum of all heads for an ensemble), ``local_loss``
-            (sum of the heads' RSS), ``saturated`` (block scaling outputs at +-127) and ``units`` (block scaling
-            outputs, what ``saturated`` counts among).
+            (sum of the heads' RSS), ``saturated`` (block scaling outputs at +-127), ``units`` (block scaling
+            outputs, what ``saturated`` counts among) and, with a similarity loss, ``sim_loss`` (its sum over the
+            blocks, in units of ``SIM_ONE**-2``).
         """
         self.model.train()
         generator = self.step_generator()
