@@ -24,7 +24,8 @@ from torch import nn
 from torch_intnn.ops._checks import check_integer
 from torch_intnn.ops.rounding import div_trunc, int_range, saturate, shift_round
 
-__all__ = ["IntActivation", "PocketTanh", "PocketSigmoid", "PocketReLU8", "PocketLeakyReLU", "PocketRescale", "INT_MAX", "SLOPE_ONE"]
+__all__ = ["IntActivation", "PocketTanh", "PocketSigmoid", "PocketReLU8", "PocketLeakyReLU", "PocketRescale",
+           "INT_MAX", "SLOPE_ONE"]
 
 INT_MAX = 2**31 - 1  # PocketNN's G where the true slope is 0 (delta = T(g / INT_MAX) = 0 for |g| < INT_MAX)
 SLOPE_ONE = 8  # ``slope`` of the centre piece: slopes are reported in eighths of it
